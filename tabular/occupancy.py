@@ -1,0 +1,134 @@
+"""Exact discounted occupancy measures, for one policy or for all 2^n mixed policies.
+
+For a policy ``phi`` the induced kernel and reward are
+``P^phi(s' | s) = sum_a phi(a | s) P(s' | s, a)`` and ``r^phi(s) = sum_a phi(a | s) R(s, a)``,
+and the normalized discounted state occupancy is the row vector
+
+    d^phi = (1 - gamma) d0^T (I - gamma P^phi)^{-1},
+
+the solution of ``d^phi = (1 - gamma) d0 + gamma d^phi P^phi`` (paper, Appendix A, Step 1).
+It sums to one. A factorized policy is contracted one agent axis at a time, so the joint
+policy is never built.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._kernels import _contract_agent_axis
+from .mdp import DecMDP
+from .policies import FactorizedPolicy, JointPolicy, Policy, check_policy
+
+
+def induced_kernel(mdp: DecMDP, policy: Policy) -> tuple[np.ndarray, np.ndarray]:
+    """The state kernel and reward induced by ``policy``.
+
+    Returns
+    -------
+    P_phi : ndarray, shape (S, S)
+        ``P^phi[s, s'] = sum_a phi(a | s) P(s' | s, a)``.
+    r_phi : ndarray, shape (S,)
+        ``r^phi[s] = sum_a phi(a | s) R(s, a)``.
+    """
+    check_policy("policy", policy, mdp)
+    tensor = mdp.transition_and_reward
+    n_states = mdp.n_states
+    if isinstance(policy, JointPolicy):
+        flat = tensor.reshape(1, n_states, mdp.n_joint_actions, n_states + 1)
+        stacked = policy.probs.reshape(1, n_states, mdp.n_joint_actions)
+        contracted = _contract(flat, stacked)
+    else:
+        contracted = tensor.reshape(1, *tensor.shape)
+        for factor in policy.factors:
+            contracted = _contract(contracted.reshape(1, n_states, factor.shape[1], -1), factor[None])
+    contracted = contracted.reshape(n_states, n_states + 1)
+    return contracted[:, :n_states], contracted[:, n_states]
+
+
+def _contract(tensor: np.ndarray, policies: np.ndarray) -> np.ndarray:
+    """Contract the leading agent axis of ``tensor`` [B, S, A, M] with ``policies`` [C, S, A] -> [C, B, S, M]."""
+    out = np.empty((policies.shape[0],) + tensor.shape[:2] + tensor.shape[3:])
+    _contract_agent_axis(tensor, np.ascontiguousarray(policies), out)
+    return out
+
+
+def occupancy_from_kernel(d0: np.ndarray, P_phi: np.ndarray, gamma: float) -> np.ndarray:
+    """Solve ``d (I - gamma P_phi) = (1 - gamma) d0`` for one kernel (S, S) or a stack (B, S, S).
+
+    One LU factorization per kernel (LAPACK ``gesv`` through ``numpy.linalg.solve``).
+    """
+    n_states = d0.shape[0]
+    system = np.eye(n_states) - gamma * P_phi
+    # d^T solves (I - gamma P)^T d = (1 - gamma) d0
+    rhs = np.broadcast_to((1.0 - gamma) * d0[:, None], system.shape[:-2] + (n_states, 1))
+    return np.linalg.solve(np.swapaxes(system, -1, -2), rhs)[..., 0]
+
+
+def state_occupancy(mdp: DecMDP, policy: Policy) -> np.ndarray:
+    """The normalized discounted state occupancy ``d^phi`` of ``policy``.
+
+    ``d^phi = (1 - gamma) d0^T (I - gamma P^phi)^{-1}``, shape (S,), sums to 1.
+    """
+    P_phi, _ = induced_kernel(mdp, policy)
+    return occupancy_from_kernel(mdp.d0, P_phi, mdp.gamma)
+
+
+def state_action_occupancy(mdp: DecMDP, policy: Policy) -> np.ndarray:
+    """The state-action occupancy ``d^phi(s) phi(a | s)``, shape (S, A_1, ..., A_n), sums to 1."""
+    d = state_occupancy(mdp, policy)
+    joint = policy.joint()
+    return d.reshape((-1,) + (1,) * (joint.ndim - 1)) * joint
+
+
+def all_subset_kernels(mdp: DecMDP, pi: FactorizedPolicy, mu: Policy) -> tuple[np.ndarray, np.ndarray]:
+    """Induced kernels and rewards of all 2^n mixed policies ``pi^(S)``.
+
+    Row ``b`` belongs to the subset ``S = {i : bit i of b is set}``; agents outside ``S``
+    follow ``mu``'s marginals (``mu`` itself when it is factorized).
+
+    Agents are contracted in order 0, 1, ..., n-1, each with both ``mu_i`` and ``pi_i``, so
+    every prefix of choices is contracted once and shared by all the subsets that extend it:
+    level ``i`` holds ``2^i`` partial tensors of shape (S, A_{i+1}, ..., A_n, S + 1).
+
+    Returns
+    -------
+    P_sub : ndarray, shape (2^n, S, S)
+    r_sub : ndarray, shape (2^n, S)
+    """
+    check_policy("pi", pi, mdp)
+    check_policy("mu", mu, mdp)
+    if not isinstance(pi, FactorizedPolicy):
+        raise ValueError(f"pi: must be a FactorizedPolicy (per-agent learned policies), got {type(pi).__name__}")
+    n_states = mdp.n_states
+    partial = mdp.transition_and_reward.reshape(1, *mdp.transition_and_reward.shape)
+    for behavior_i, learned_i in zip(mu.marginals(), pi.factors):
+        choices = np.stack([behavior_i, learned_i])  # [2, S, A_i]; index 0 = mu_i, 1 = pi_i
+        batch = partial.shape[0]
+        contracted = _contract(partial.reshape(batch, n_states, behavior_i.shape[1], -1), choices)
+        # [2, B, S, M] -> [2B, ...]: the new agent's choice becomes the highest bit so far
+        partial = contracted.reshape(2 * batch, n_states, -1)
+    partial = partial.reshape(-1, n_states, n_states + 1)
+    return partial[:, :, :n_states], partial[:, :, n_states]
+
+
+def all_subset_occupancies(mdp: DecMDP, pi: FactorizedPolicy, mu: Policy) -> np.ndarray:
+    """State occupancies ``d^(S)`` of all 2^n mixed policies ``pi^(S)`` (paper, eq. 10).
+
+    Row ``b`` is ``d^(S)`` for ``S = {i : bit i of b is set}``: row 0 is ``d^(empty)``, which is
+    ``d^mu`` for a factorized ``mu`` and ``d^{mu-marginals product}`` for a correlated one
+    (use :func:`state_occupancy` for the correlated ``d^mu`` itself); row ``2^n - 1`` is ``d^pi``.
+
+    Parameters
+    ----------
+    mdp : DecMDP
+    pi : FactorizedPolicy
+        Learned per-agent policies.
+    mu : FactorizedPolicy or JointPolicy
+        Behavior policy.
+
+    Returns
+    -------
+    ndarray, shape (2^n, S)
+    """
+    P_sub, _ = all_subset_kernels(mdp, pi, mu)
+    return occupancy_from_kernel(mdp.d0, P_sub, mdp.gamma)
