@@ -109,19 +109,35 @@ def plot_growth_curve(curve: GrowthCurve, path, title: str | None = None) -> Non
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    ax.fill_between(curve.k, curve.shift_min, curve.shift_max, alpha=0.25, label="exact shift: range over |S| = k")
-    ax.plot(curve.k, curve.shift_mean, "o-", label=r"exact shift $W_1(d^{(S)}, d^\mu)$: mean")
-    ax.plot(curve.k, curve.bound_mean, "s--", label="Lemma bound: mean over |S| = k")
-    ax.plot(curve.k, curve.bound_max, "^:", label="Lemma bound: max over |S| = k")
-    ax.axhline(curve.joint_tv_bound, color="grey", ls="-.", label=r"joint-TV bound $\frac{\gamma}{1-\gamma}TV(\pi,\mu)$")
-    ax.axhline(1.0, color="black", lw=0.8, label="W1 ceiling (= 1 under the 0-1 metric)")
-    ax.set_xlabel("number of deviating agents k = |S|")
-    ax.set_ylabel("W1 under the 0-1 metric (= TV, unitless)")
-    ax.set_xticks(curve.k)
-    ax.set_ylim(bottom=0.0)
-    ax.set_title(title or "Distribution shift vs number of deviating agents")
-    ax.legend(fontsize=7, loc="upper left")
+    fig, (linear, logarithmic) = plt.subplots(1, 2, figsize=(11, 4.2))
+    deviating = curve.k >= 1  # k = 0 has zero shift and zero bound: nothing to show on a log axis
+    for ax, shown in ((linear, slice(None)), (logarithmic, deviating)):
+        ax.fill_between(
+            curve.k[shown],
+            curve.shift_min[shown],
+            curve.shift_max[shown],
+            alpha=0.25,
+            label="exact shift: range over |S| = k",
+        )
+        ax.plot(
+            curve.k[shown], curve.shift_mean[shown], "o-", label=r"exact shift $W_1(d^{(S)}, d^\mu)$: mean over |S| = k"
+        )
+        ax.set_xlabel("number of deviating agents k = |S|")
+        ax.set_xticks(curve.k[shown])
+    linear.set_ylabel("W1 under the 0-1 metric (= TV, unitless)")
+    linear.set_ylim(bottom=0.0)
+    linear.set_title("exact shift")
+    logarithmic.plot(curve.k[deviating], curve.bound_mean[deviating], "s--", label="Lemma bound: mean over |S| = k")
+    logarithmic.plot(curve.k[deviating], curve.bound_max[deviating], "^:", label="Lemma bound: max over |S| = k")
+    logarithmic.axhline(
+        curve.joint_tv_bound, color="grey", ls="-.", label=r"joint-TV bound $\frac{\gamma}{1-\gamma}TV(\pi,\mu)$"
+    )
+    logarithmic.axhline(1.0, color="black", lw=0.8, label="W1 ceiling (1 under the 0-1 metric)")
+    logarithmic.set_yscale("log")
+    logarithmic.set_title("exact shift against the bounds (log scale)")
+    logarithmic.legend(fontsize=7, loc="center right", framealpha=0.9)
+    linear.legend(fontsize=7, loc="upper left")
+    fig.suptitle(title or "Distribution shift vs number of deviating agents", fontsize=10)
     fig.tight_layout()
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))

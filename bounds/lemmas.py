@@ -21,6 +21,7 @@ from tabular import (
     tv,
 )
 from tabular._validate import check_subset
+from tabular.policies import check_policy
 
 #: Floating-point allowance of ``holds``: occupancies come from a linear solve whose relative
 #: error is a few ulps times cond(I - gamma P) <= (1 + gamma) / (1 - gamma) <= 200 for gamma <= 0.99,
@@ -57,15 +58,18 @@ class BoundCheck:
         return self.lhs <= self.rhs + ROUNDOFF * (1.0 + abs(self.rhs))
 
 
-def _check_learned(pi) -> None:
+def _check_instance(mdp: DecMDP, pi, mu, subset) -> tuple[int, ...]:
+    """Validate the policies against ``mdp`` and return the sorted subset."""
+    check_policy("pi", pi, mdp)
+    check_policy("mu", mu, mdp)
     if not isinstance(pi, FactorizedPolicy):
         raise ValueError(f"pi: must be a FactorizedPolicy (per-agent learned policies), got {type(pi).__name__}")
+    return check_subset(subset, mdp.n_agents)
 
 
 def agent_tvs(pi: FactorizedPolicy, mu) -> np.ndarray:
     """``TV(pi_i, mu_i) = sup_s TV(pi_i(. | s), mu_i(. | s))`` for every agent (mu's marginals), shape (n,)."""
-    _check_learned(pi)
-    return np.array([policy_tv(p, m) for p, m in zip(pi.factors, mu.marginals())])
+    return np.array([policy_tv(p, m) for p, m in zip(pi.factors, mu.marginals(), strict=True)])
 
 
 def lemma1(mdp: DecMDP, pi: FactorizedPolicy, mu: FactorizedPolicy, subset) -> BoundCheck:
@@ -78,7 +82,7 @@ def lemma1(mdp: DecMDP, pi: FactorizedPolicy, mu: FactorizedPolicy, subset) -> B
             f"mu: Lemma 1 assumes a factorized behavior policy (Assumption 1), got a JointPolicy with "
             f"kappa = {excess_correlation(mu):.3g}; use bounds.lemma2"
         )
-    members = check_subset(subset, mdp.n_agents)
+    members = _check_instance(mdp, pi, mu, subset)
     tvs = agent_tvs(pi, mu)
     d_mixed = state_occupancy(mdp, mixed_policy(pi, mu, members))
     d_behavior = state_occupancy(mdp, mu)
@@ -97,7 +101,7 @@ def lemma2(mdp: DecMDP, pi: FactorizedPolicy, mu, subset) -> BoundCheck:
     to those marginals, ``d^mu`` is the occupancy of the correlated ``mu`` itself and ``kappa`` is
     its excess correlation (Definition 1).
     """
-    members = check_subset(subset, mdp.n_agents)
+    members = _check_instance(mdp, pi, mu, subset)
     tvs = agent_tvs(pi, mu)
     kappa = excess_correlation(mu)
     d_mixed = state_occupancy(mdp, mixed_policy(pi, mu, members))
@@ -129,7 +133,7 @@ def product_difference(p_factors, q_factors) -> BoundCheck:
         raise ValueError(f"q_factors: {error}") from None
     if p.action_sizes != q.action_sizes:
         raise ValueError(f"q_factors: sizes {q.action_sizes} do not match p_factors' sizes {p.action_sizes}")
-    factor_tvs = np.array([tv(a, b) for a, b in zip(p.factors, q.factors)])
+    factor_tvs = np.array([tv(a, b) for a, b in zip(p.factors, q.factors, strict=True)])
     return BoundCheck(
         claim="sum_a |prod_i p_i(a_i) - prod_i q_i(a_i)| <= 2 * sum_i TV(p_i, q_i)",
         lhs=float(np.abs(p.joint() - q.joint()).sum()),

@@ -36,7 +36,7 @@ def check_distributions(name: str, array: np.ndarray, n_leading: int) -> None:
     if np.any(array < 0):
         bad = tuple(int(i) for i in np.argwhere(array < 0)[0])
         raise ValueError(f"{name}: has a negative entry {array[bad]:.3g} at index {bad}")
-    sums = array.reshape(array.shape[:n_leading] + (-1,)).sum(axis=-1)
+    sums = array.reshape((*array.shape[:n_leading], -1)).sum(axis=-1)
     off = np.abs(sums - 1.0) > SUM_TOL
     if np.any(off):
         bad = tuple(int(i) for i in np.argwhere(off)[0]) if n_leading else ()
@@ -58,14 +58,17 @@ def check_gamma(gamma) -> float:
 def check_subset(subset, n_agents: int) -> tuple[int, ...]:
     """Return the sorted agent indices of ``subset``, refusing unknown or repeated agents."""
     try:
-        members = [int(i) for i in subset]
+        requested = list(subset)
     except TypeError:
         raise ValueError(f"subset: must be an iterable of agent indices, got {subset!r}") from None
-    for original, index in zip(subset, members):
-        if index != original:
+    members = []
+    for original in requested:
+        if isinstance(original, bool) or not isinstance(original, (int, np.integer)):
             raise ValueError(f"subset: agent indices must be integers, got {original!r}")
+        index = int(original)
         if not 0 <= index < n_agents:
             raise ValueError(f"subset: names agent {index}, but agents are numbered 0..{n_agents - 1}")
+        members.append(index)
     if len(set(members)) != len(members):
         raise ValueError(f"subset: names an agent twice: {sorted(members)}")
     return tuple(sorted(members))

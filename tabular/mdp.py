@@ -43,9 +43,7 @@ class DecMDP:
         P = as_float_array("P", P, min_ndim=3)
         n_states = P.shape[0]
         if P.shape[-1] != n_states:
-            raise ValueError(
-                f"P: first and last axes are the state and next state and must match, got shape {P.shape}"
-            )
+            raise ValueError(f"P: first and last axes are the state and next state and must match, got shape {P.shape}")
         check_distributions("P", P, n_leading=P.ndim - 1)
         R = as_float_array("R", R)
         if R.shape != P.shape[:-1]:
@@ -137,7 +135,7 @@ def random_decmdp(
     shape = (n_states, *action_sizes)
     if deterministic:
         next_state = rng.integers(n_states, size=shape)
-        P = np.zeros(shape + (n_states,))
+        P = np.zeros((*shape, n_states))
         np.put_along_axis(P, next_state[..., None], 1.0, axis=-1)
     else:
         P = rng.dirichlet(np.full(n_states, concentration), size=shape)

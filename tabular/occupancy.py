@@ -15,13 +15,45 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._kernels import _contract_agent_axis
+from ._kernels import _contract_all_agents
 from .mdp import DecMDP
 from .policies import FactorizedPolicy, JointPolicy, Policy, check_policy
 
 
+def contract_policies(mdp: DecMDP, candidates) -> np.ndarray:
+    """Contract ``[P | R]`` with every combination of per-agent candidate policies.
+
+    Parameters
+    ----------
+    mdp : DecMDP
+    candidates : sequence of n sequences of C arrays (S, A_i)
+        ``candidates[i][c]`` is the c-th candidate policy of agent ``i``.
+
+    Returns
+    -------
+    ndarray, shape (C^n, S, S + 1)
+        Row ``b = sum_i c_i C^i`` holds ``[P^phi | r^phi]`` for ``phi = prod_i candidates[i][c_i]``.
+    """
+    n_states, sizes = mdp.n_states, mdp.action_sizes
+    n_choices = len(candidates[0])
+    choices = np.zeros((len(sizes), n_choices, n_states, max(sizes)))  # [n, C, S, A_max]
+    for i, options in enumerate(candidates):
+        for c, policy_i in enumerate(options):
+            choices[i, c, :, : sizes[i]] = policy_i
+    # after agent i the partial tensor holds C^(i+1) blocks of prod(A_{i+2..n}) * (S + 1) numbers
+    blocks = [n_choices ** (i + 1) * int(np.prod(sizes[i + 1 :])) for i in range(len(sizes))]
+    scratch_size = max(blocks) * (n_states + 1)
+    tensor = mdp.transition_and_reward.reshape(n_states, mdp.n_joint_actions, n_states + 1)
+    out = np.empty((n_choices ** len(sizes), n_states, n_states + 1))
+    _contract_all_agents(tensor, choices, np.array(sizes, dtype=np.int64), scratch_size, out)
+    return out
+
+
 def induced_kernel(mdp: DecMDP, policy: Policy) -> tuple[np.ndarray, np.ndarray]:
     """The state kernel and reward induced by ``policy``.
+
+    A factorized policy is contracted one agent axis at a time (the joint policy is never
+    built); a joint policy over the flattened joint action.
 
     Returns
     -------
@@ -31,25 +63,12 @@ def induced_kernel(mdp: DecMDP, policy: Policy) -> tuple[np.ndarray, np.ndarray]
         ``r^phi[s] = sum_a phi(a | s) R(s, a)``.
     """
     check_policy("policy", policy, mdp)
-    tensor = mdp.transition_and_reward
-    n_states = mdp.n_states
     if isinstance(policy, JointPolicy):
-        flat = tensor.reshape(1, n_states, mdp.n_joint_actions, n_states + 1)
-        stacked = policy.probs.reshape(1, n_states, mdp.n_joint_actions)
-        contracted = _contract(flat, stacked)
+        tensor = mdp.transition_and_reward.reshape(mdp.n_states, mdp.n_joint_actions, mdp.n_states + 1)
+        contracted = np.einsum("sa,sam->sm", policy.probs.reshape(mdp.n_states, -1), tensor)
     else:
-        contracted = tensor.reshape(1, *tensor.shape)
-        for factor in policy.factors:
-            contracted = _contract(contracted.reshape(1, n_states, factor.shape[1], -1), factor[None])
-    contracted = contracted.reshape(n_states, n_states + 1)
-    return contracted[:, :n_states], contracted[:, n_states]
-
-
-def _contract(tensor: np.ndarray, policies: np.ndarray) -> np.ndarray:
-    """Contract the leading agent axis of ``tensor`` [B, S, A, M] with ``policies`` [C, S, A] -> [C, B, S, M]."""
-    out = np.empty((policies.shape[0],) + tensor.shape[:2] + tensor.shape[3:])
-    _contract_agent_axis(tensor, np.ascontiguousarray(policies), out)
-    return out
+        contracted = contract_policies(mdp, [[factor] for factor in policy.factors])[0]
+    return contracted[:, : mdp.n_states], contracted[:, mdp.n_states]
 
 
 def occupancy_from_kernel(d0: np.ndarray, P_phi: np.ndarray, gamma: float) -> np.ndarray:
@@ -60,7 +79,7 @@ def occupancy_from_kernel(d0: np.ndarray, P_phi: np.ndarray, gamma: float) -> np
     n_states = d0.shape[0]
     system = np.eye(n_states) - gamma * P_phi
     # d^T solves (I - gamma P)^T d = (1 - gamma) d0
-    rhs = np.broadcast_to((1.0 - gamma) * d0[:, None], system.shape[:-2] + (n_states, 1))
+    rhs = np.broadcast_to((1.0 - gamma) * d0[:, None], (*system.shape[:-2], n_states, 1))
     return np.linalg.solve(np.swapaxes(system, -1, -2), rhs)[..., 0]
 
 
@@ -88,7 +107,8 @@ def all_subset_kernels(mdp: DecMDP, pi: FactorizedPolicy, mu: Policy) -> tuple[n
 
     Agents are contracted in order 0, 1, ..., n-1, each with both ``mu_i`` and ``pi_i``, so
     every prefix of choices is contracted once and shared by all the subsets that extend it:
-    level ``i`` holds ``2^i`` partial tensors of shape (S, A_{i+1}, ..., A_n, S + 1).
+    after agent ``i`` there are ``2^(i+1)`` partial tensors of shape (A_{i+2}, ..., A_n, S + 1)
+    per state.
 
     Returns
     -------
@@ -99,16 +119,9 @@ def all_subset_kernels(mdp: DecMDP, pi: FactorizedPolicy, mu: Policy) -> tuple[n
     check_policy("mu", mu, mdp)
     if not isinstance(pi, FactorizedPolicy):
         raise ValueError(f"pi: must be a FactorizedPolicy (per-agent learned policies), got {type(pi).__name__}")
-    n_states = mdp.n_states
-    partial = mdp.transition_and_reward.reshape(1, *mdp.transition_and_reward.shape)
-    for behavior_i, learned_i in zip(mu.marginals(), pi.factors):
-        choices = np.stack([behavior_i, learned_i])  # [2, S, A_i]; index 0 = mu_i, 1 = pi_i
-        batch = partial.shape[0]
-        contracted = _contract(partial.reshape(batch, n_states, behavior_i.shape[1], -1), choices)
-        # [2, B, S, M] -> [2B, ...]: the new agent's choice becomes the highest bit so far
-        partial = contracted.reshape(2 * batch, n_states, -1)
-    partial = partial.reshape(-1, n_states, n_states + 1)
-    return partial[:, :, :n_states], partial[:, :, n_states]
+    pairs = [[behavior_i, learned_i] for behavior_i, learned_i in zip(mu.marginals(), pi.factors, strict=True)]
+    contracted = contract_policies(mdp, pairs)  # [2^n, S, S + 1]; choice 0 = mu_i, 1 = pi_i
+    return contracted[:, :, : mdp.n_states], contracted[:, :, mdp.n_states]
 
 
 def all_subset_occupancies(mdp: DecMDP, pi: FactorizedPolicy, mu: Policy) -> np.ndarray:

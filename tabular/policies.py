@@ -31,9 +31,7 @@ class FactorizedPolicy:
             factor = as_float_array(name, factor, ndim=2)
             check_distributions(name, factor, n_leading=1)
             if checked and factor.shape[0] != checked[0].shape[0]:
-                raise ValueError(
-                    f"{name}: has {factor.shape[0]} states but factors[0] has {checked[0].shape[0]}"
-                )
+                raise ValueError(f"{name}: has {factor.shape[0]} states but factors[0] has {checked[0].shape[0]}")
             factor.setflags(write=False)
             checked.append(factor)
         self.factors = tuple(checked)
@@ -253,5 +251,5 @@ def perturbed_policy(mu: Policy, distances, seed: int) -> FactorizedPolicy:
     distances = np.broadcast_to(np.asarray(distances, dtype=float), (len(marginals),))
     seeds = np.random.default_rng(seed).integers(2**63, size=len(marginals))
     return FactorizedPolicy(
-        [policy_at_distance(m, float(d), int(k)) for m, d, k in zip(marginals, distances, seeds)]
+        [policy_at_distance(m, float(d), int(k)) for m, d, k in zip(marginals, distances, seeds, strict=True)]
     )

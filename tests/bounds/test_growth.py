@@ -1,0 +1,61 @@
+"""The growth curve against per-subset computations."""
+
+from math import comb
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+import bounds
+import tabular
+from tests.strategies import behavior_policies, decmdps, learned_policies
+
+
+@st.composite
+def instances(draw):
+    mdp = draw(decmdps(max_agents=4))
+    mu = draw(behavior_policies(mdp))
+    return mdp, mu, draw(learned_policies(mdp, mu))
+
+
+@given(instances())
+def test_growth_curve_matches_lemma2_subset_by_subset(instance):
+    """Every subset's shift and bound equal Lemma 2's sides, grouped correctly by k = |S|."""
+    mdp, mu, pi = instance
+    curve = bounds.growth_curve(mdp, pi, mu)
+    n = mdp.n_agents
+    assert list(curve.n_subsets) == [comb(n, k) for k in range(n + 1)]
+    by_k = {k: [] for k in range(n + 1)}
+    for mask in range(2**n):
+        subset = [i for i in range(n) if mask >> i & 1]
+        check = bounds.lemma2(mdp, pi, mu, subset)
+        assert abs(curve.shifts[mask] - check.lhs) <= 1e-10
+        by_k[len(subset)].append((check.lhs, check.rhs))
+    for k, pairs in by_k.items():
+        lhs, rhs = np.array(pairs).T
+        assert abs(curve.shift_mean[k] - lhs.mean()) <= 1e-10
+        assert abs(curve.shift_max[k] - lhs.max()) <= 1e-10
+        assert abs(curve.shift_min[k] - lhs.min()) <= 1e-10
+        assert np.isclose(curve.bound_mean[k], rhs.mean(), rtol=1e-12, atol=1e-15)
+        assert np.isclose(curve.bound_max[k], rhs.max(), rtol=1e-12, atol=1e-15)
+    d_pi, d_mu = tabular.state_occupancy(mdp, pi), tabular.state_occupancy(mdp, mu)
+    assert abs(curve.joint_shift - tabular.w1(d_pi, d_mu)) <= 1e-10
+    assert np.isclose(curve.all_agents_bound, curve.bound_max[n], rtol=1e-12, atol=1e-15)
+
+
+@given(instances())
+def test_joint_shift_obeys_the_joint_tv_bound(instance):
+    """W1(d^pi, d^mu) <= gamma / (1 - gamma) * TV(pi, mu) with the TV of the joint policies (the usual bound)."""
+    mdp, mu, pi = instance
+    curve = bounds.growth_curve(mdp, pi, mu)
+    assert curve.joint_shift <= curve.joint_tv_bound + bounds.ROUNDOFF
+
+
+def test_plot_is_written(tmp_path):
+    mdp = tabular.random_decmdp(4, (2, 2, 2), 0.9, seed=0)
+    mu = tabular.random_factorized_policy(mdp, seed=1)
+    curve = bounds.growth_curve(mdp, tabular.perturbed_policy(mu, 0.1, seed=2), mu)
+    path = tmp_path / "growth.png"
+    bounds.plot_growth_curve(curve, path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["growth.png"]

@@ -1,0 +1,59 @@
+"""Lemma 1 (eq. 11) on random factorized Dec-MDP instances."""
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+import bounds
+import tabular
+from tests.strategies import decmdps, factorized_policies, learned_policies, subsets
+
+
+@st.composite
+def factorized_instances(draw):
+    mdp = draw(decmdps())
+    mu = draw(factorized_policies(mdp))
+    pi = draw(learned_policies(mdp, mu))
+    return mdp, mu, pi, draw(subsets(mdp.n_agents))
+
+
+@given(factorized_instances())
+def test_lemma1_linear_divergence_bound(instance):
+    """W1(d^(S), d^(empty)) <= gamma / (1 - gamma) * sum_{i in S} TV(pi_i, mu_i)   (Lemma 1, eq. 11)."""
+    mdp, mu, pi, subset = instance
+    check = bounds.lemma1(mdp, pi, mu, subset)
+    assert check.holds, (check.lhs, check.rhs)
+    assert np.isclose(check.slack, check.rhs - check.lhs)
+
+
+@given(factorized_instances())
+def test_lemma1_sides_are_the_stated_quantities(instance):
+    """The left side is the TV of the two occupancies and the right side the scaled sum of agent TVs."""
+    mdp, mu, pi, subset = instance
+    check = bounds.lemma1(mdp, pi, mu, subset)
+    d_mixed = tabular.state_occupancy(mdp, tabular.mixed_policy(pi, mu, subset))
+    d_mu = tabular.state_occupancy(mdp, mu)
+    assert check.lhs == tabular.w1(d_mixed, d_mu)
+    tvs = [tabular.policy_tv(pi.factors[i], mu.factors[i]) for i in subset]
+    assert np.isclose(check.rhs, mdp.gamma / (1 - mdp.gamma) * sum(tvs), rtol=1e-12, atol=0)
+
+
+def test_lemma1_reports_a_violation_when_the_sides_are_swapped():
+    """holds is computed, not assumed: a positive shift against a zero right side fails."""
+    mdp = tabular.random_decmdp(4, (3, 3), 0.9, seed=1)
+    mu = tabular.random_factorized_policy(mdp, seed=2)
+    pi = tabular.perturbed_policy(mu, 0.5, seed=3)
+    check = bounds.lemma1(mdp, pi, mu, [0, 1])
+    assert check.lhs > 0 and check.holds
+    swapped = bounds.BoundCheck(check.claim, lhs=check.rhs + 1e-6, rhs=check.rhs)
+    assert not swapped.holds and swapped.slack < 0
+
+
+@given(factorized_instances())
+def test_no_deviation_and_no_discounting_give_no_shift(instance):
+    """S = {} gives d^(S) = d^mu; gamma = 0 gives d^(S) = d0 for every S."""
+    mdp, mu, pi, subset = instance
+    assert bounds.lemma1(mdp, pi, mu, []).lhs <= bounds.ROUNDOFF
+    myopic = tabular.DecMDP(mdp.P, mdp.R, mdp.d0, 0.0)
+    check = bounds.lemma1(myopic, pi, mu, subset)
+    assert check.lhs <= bounds.ROUNDOFF and check.rhs == 0.0

@@ -1,0 +1,68 @@
+"""Hypothesis strategies over small Dec-MDPs and behavior/learned policies.
+
+Structure (states, agents, actions, gamma, degeneracy) is drawn by hypothesis so that it shrinks;
+array contents come from a drawn seed. Near-degenerate cases are drawn on purpose: deterministic
+transitions and policies, absorbing states, Dirichlet concentrations near zero, gamma in {0, 0.99}.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import strategies as st
+
+import tabular
+
+seeds = st.integers(0, 2**32 - 1)
+gammas = st.one_of(st.floats(0.0, 0.99), st.sampled_from([0.0, 0.5, 0.9, 0.95, 0.99]))
+concentrations = st.sampled_from([0.05, 0.3, 1.0, 5.0])
+
+
+@st.composite
+def decmdps(draw, max_states: int = 6, max_agents: int = 5, max_actions: int = 4, min_agents: int = 1):
+    n_states = draw(st.integers(1, max_states))
+    n_agents = draw(st.integers(min_agents, max_agents))
+    action_sizes = tuple(draw(st.lists(st.integers(1, max_actions), min_size=n_agents, max_size=n_agents)))
+    return tabular.random_decmdp(
+        n_states,
+        action_sizes,
+        draw(gammas),
+        draw(seeds),
+        concentration=draw(concentrations),
+        n_absorbing=draw(st.integers(0, n_states)),
+        deterministic=draw(st.booleans()),
+    )
+
+
+@st.composite
+def factorized_policies(draw, mdp):
+    return tabular.random_factorized_policy(
+        mdp, draw(seeds), concentration=draw(concentrations), deterministic=draw(st.booleans())
+    )
+
+
+@st.composite
+def correlated_policies(draw, mdp):
+    return tabular.random_correlated_policy(
+        mdp, draw(seeds), correlation=draw(st.floats(0.0, 1.0)), concentration=draw(concentrations)
+    )
+
+
+def behavior_policies(mdp):
+    return st.one_of(factorized_policies(mdp), correlated_policies(mdp))
+
+
+@st.composite
+def learned_policies(draw, mdp, mu):
+    """Learned per-agent policies: unrelated draws, deterministic ones, or mu's marginals moved by chosen TVs."""
+    kind = draw(st.sampled_from(["random", "deterministic", "perturbed"]))
+    if kind != "perturbed":
+        return tabular.random_factorized_policy(
+            mdp, draw(seeds), concentration=draw(concentrations), deterministic=kind == "deterministic"
+        )
+    reachable = [max(0.0, float((1.0 - m.min(axis=1)).min())) for m in mu.marginals()]
+    fractions = draw(st.lists(st.floats(0.0, 1.0), min_size=mdp.n_agents, max_size=mdp.n_agents))
+    return tabular.perturbed_policy(mu, np.array(reachable) * np.array(fractions), draw(seeds))
+
+
+def subsets(n_agents: int):
+    return st.sets(st.integers(0, n_agents - 1), max_size=n_agents).map(sorted)
