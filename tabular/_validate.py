@@ -10,9 +10,12 @@ SUM_TOL = 1e-9
 
 
 def as_float_array(name: str, value, ndim: int | None = None, min_ndim: int | None = None) -> np.ndarray:
-    """Return ``value`` as a C-contiguous float64 array, refusing NaN/inf and wrong ranks."""
+    """Return a C-contiguous float64 copy of ``value``, refusing NaN/inf and wrong ranks.
+
+    A copy, so that freezing it never freezes (or aliases) the caller's array.
+    """
     try:
-        array = np.ascontiguousarray(value, dtype=np.float64)
+        array = np.array(value, dtype=np.float64, order="C", copy=True)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{name}: cannot be read as a float array ({error})") from None
     if ndim is not None and array.ndim != ndim:
