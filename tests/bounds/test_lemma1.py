@@ -1,7 +1,7 @@
 """Lemma 1 (eq. 11) on random factorized Dec-MDP instances."""
 
 import numpy as np
-from hypothesis import given
+from hypothesis import given, target
 from hypothesis import strategies as st
 
 import bounds
@@ -22,6 +22,8 @@ def test_lemma1_linear_divergence_bound(instance):
     """W1(d^(S), d^(empty)) <= gamma / (1 - gamma) * sum_{i in S} TV(pi_i, mu_i)   (Lemma 1, eq. 11)."""
     mdp, mu, pi, subset = instance
     check = bounds.lemma1(mdp, pi, mu, subset)
+    if check.rhs > 0:
+        target(check.lhs / check.rhs, label="lhs / rhs")  # steer the search toward tight instances
     assert check.holds, (check.lhs, check.rhs)
     assert np.isclose(check.slack, check.rhs - check.lhs)
 
@@ -57,3 +59,22 @@ def test_no_deviation_and_no_discounting_give_no_shift(instance):
     myopic = tabular.DecMDP(mdp.P, mdp.R, mdp.d0, 0.0)
     check = bounds.lemma1(myopic, pi, mu, subset)
     assert check.lhs <= bounds.ROUNDOFF and check.rhs == 0.0
+
+
+@given(st.floats(0.01, 0.99), st.floats(1e-4, 1.0))
+def test_lemma1_is_attained_in_the_limit_of_small_deviations(gamma, t):
+    """Closed form: one agent leaves state 0 for an absorbing state 1 with probability t per step.
+
+    W1(d^pi, d^mu) = gamma t / (1 - gamma (1 - t)) against the bound gamma t / (1 - gamma), so
+    lhs / rhs = (1 - gamma) / (1 - gamma + gamma t) -> 1 as t -> 0: the constant of Lemma 1 is sharp.
+    """
+    P = np.zeros((2, 2, 2))
+    P[0, 0, 0] = P[0, 1, 1] = P[1, :, 1] = 1.0
+    mdp = tabular.DecMDP(P, np.zeros((2, 2)), [1.0, 0.0], gamma)
+    mu = tabular.FactorizedPolicy([[[1.0, 0.0], [1.0, 0.0]]])
+    pi = tabular.FactorizedPolicy([[[1.0 - t, t], [1.0, 0.0]]])
+    check = bounds.lemma1(mdp, pi, mu, [0])
+    assert np.isclose(check.lhs, gamma * t / (1.0 - gamma * (1.0 - t)), rtol=1e-12, atol=0)
+    assert np.isclose(check.rhs, gamma * t / (1.0 - gamma), rtol=1e-12, atol=0)
+    assert np.isclose(check.lhs / check.rhs, (1.0 - gamma) / (1.0 - gamma + gamma * t), rtol=1e-12, atol=0)
+    assert check.holds
