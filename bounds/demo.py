@@ -57,8 +57,7 @@ def main(argv=None) -> GrowthCurve:
         curve,
         args.out,
         title=(
-            f"n={args.agents}, A_i={args.actions}, S={args.states}, gamma={args.gamma}, "
-            f"TV(pi_i, mu_i)={args.distance}"
+            f"n={args.agents}, A_i={args.actions}, S={args.states}, gamma={args.gamma}, TV(pi_i, mu_i)={args.distance}"
         ),
     )
     print(f"all {2**args.agents} subset occupancies in {elapsed:.2f} s (numba compile included); plot: {args.out}")

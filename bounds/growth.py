@@ -102,7 +102,6 @@ def growth_curve(mdp: DecMDP, pi: FactorizedPolicy, mu) -> GrowthCurve:
 def plot_growth_curve(curve: GrowthCurve, path, title: str | None = None) -> None:
     """Plot shift and bounds against k and save the figure to ``path`` (written atomically)."""
     import os
-    import tempfile
 
     import matplotlib
 
@@ -140,10 +139,10 @@ def plot_growth_curve(curve: GrowthCurve, path, title: str | None = None) -> Non
     fig.suptitle(title or "Distribution shift vs number of deviating agents", fontsize=10)
     fig.tight_layout()
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    suffix = os.path.splitext(path)[1] or ".png"
-    handle, temporary = tempfile.mkstemp(dir=directory, suffix=suffix)
-    os.close(handle)
+    stem, suffix = os.path.splitext(path)
+    # a sibling temporary file keeps the format (from the suffix) and the default permissions;
+    # os.replace then publishes it whole, so a crash never leaves a half-written plot at `path`
+    temporary = f"{stem}.{os.getpid()}.tmp{suffix or '.png'}"
     try:
         fig.savefig(temporary, dpi=150)
         os.replace(temporary, path)

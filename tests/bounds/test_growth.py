@@ -59,3 +59,17 @@ def test_plot_is_written(tmp_path):
     bounds.plot_growth_curve(curve, path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in tmp_path.iterdir()] == ["growth.png"]
+
+
+def test_plot_has_default_permissions_and_leaves_no_temporary_file(tmp_path):
+    import os
+    import stat
+
+    mdp = tabular.random_decmdp(3, (2, 2), 0.5, seed=0)
+    mu = tabular.random_factorized_policy(mdp, seed=1)
+    path = tmp_path / "curve.png"
+    bounds.plot_growth_curve(bounds.growth_curve(mdp, mu, mu), path)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curve.png"]
