@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 from hypothesis import strategies as st
+from hypothesis import target
 
 import tabular
 
@@ -66,3 +67,25 @@ def learned_policies(draw, mdp, mu):
 
 def subsets(n_agents: int):
     return st.sets(st.integers(0, n_agents - 1), max_size=n_agents).map(sorted)
+
+
+@st.composite
+def instances(draw, behavior=behavior_policies, **mdp_kwargs):
+    """(mdp, mu, pi): a Dec-MDP, a behavior policy drawn by ``behavior`` and learned policies."""
+    mdp = draw(decmdps(**mdp_kwargs))
+    mu = draw(behavior(mdp))
+    return mdp, mu, draw(learned_policies(mdp, mu))
+
+
+@st.composite
+def instances_with_subset(draw, behavior=behavior_policies, **mdp_kwargs):
+    """(mdp, mu, pi, subset) with a subset of deviating agents."""
+    mdp, mu, pi = draw(instances(behavior, **mdp_kwargs))
+    return mdp, mu, pi, draw(subsets(mdp.n_agents))
+
+
+def assert_holds_and_seek_tight_cases(check) -> None:
+    """Assert ``check.holds`` and steer hypothesis toward instances where ``lhs / rhs`` is largest."""
+    if check.rhs > 0:
+        target(check.lhs / check.rhs, label="lhs / rhs")
+    assert check.holds, (check.lhs, check.rhs)

@@ -4,21 +4,13 @@ from math import comb
 
 import numpy as np
 from hypothesis import given
-from hypothesis import strategies as st
 
 import bounds
 import tabular
-from tests.strategies import behavior_policies, decmdps, learned_policies
+from tests.strategies import instances
 
 
-@st.composite
-def instances(draw):
-    mdp = draw(decmdps(max_agents=4))
-    mu = draw(behavior_policies(mdp))
-    return mdp, mu, draw(learned_policies(mdp, mu))
-
-
-@given(instances())
+@given(instances(max_agents=4))
 def test_growth_curve_matches_lemma2_subset_by_subset(instance):
     """Every subset's shift and bound equal Lemma 2's sides, grouped correctly by k = |S|."""
     mdp, mu, pi = instance
@@ -43,7 +35,7 @@ def test_growth_curve_matches_lemma2_subset_by_subset(instance):
     assert np.isclose(curve.all_agents_bound, curve.bound_max[n], rtol=1e-12, atol=1e-15)
 
 
-@given(instances())
+@given(instances(max_agents=4))
 def test_joint_shift_obeys_the_joint_tv_bound(instance):
     """W1(d^pi, d^mu) <= gamma / (1 - gamma) * TV(pi, mu) with the TV of the joint policies (the usual bound)."""
     mdp, mu, pi = instance

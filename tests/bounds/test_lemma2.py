@@ -1,32 +1,21 @@
 """Lemma 2 (eq. 13) on random instances with correlated behavior policies."""
 
-from hypothesis import given, target
-from hypothesis import strategies as st
+from hypothesis import given
 
 import bounds
 import tabular
-from tests.strategies import behavior_policies, correlated_policies, decmdps, learned_policies, subsets
+from tests.strategies import assert_holds_and_seek_tight_cases, correlated_policies, instances_with_subset
 
 
-@st.composite
-def correlated_instances(draw, behavior=behavior_policies):
-    mdp = draw(decmdps())
-    mu = draw(behavior(mdp))
-    pi = draw(learned_policies(mdp, mu))
-    return mdp, mu, pi, draw(subsets(mdp.n_agents))
-
-
-@given(correlated_instances())
+@given(instances_with_subset())
 def test_lemma2_linear_divergence_with_correlations(instance):
     """W1(d^(S), d^mu) <= gamma / (1 - gamma) * (sum_{i in S} TV(pi_i, mu_i) + kappa)   (Lemma 2, eq. 13)."""
     mdp, mu, pi, subset = instance
     check = bounds.lemma2(mdp, pi, mu, subset)
-    if check.rhs > 0:
-        target(check.lhs / check.rhs, label="lhs / rhs")  # steer the search toward tight instances
-    assert check.holds, (check.lhs, check.rhs)
+    assert_holds_and_seek_tight_cases(check)
 
 
-@given(correlated_instances(behavior=correlated_policies))
+@given(instances_with_subset(behavior=correlated_policies))
 def test_lemma2_compares_with_the_correlated_occupancy(instance):
     """The left side uses d^mu of the correlated mu itself, and kappa is Definition 1's excess correlation."""
     mdp, mu, pi, subset = instance
@@ -36,7 +25,7 @@ def test_lemma2_compares_with_the_correlated_occupancy(instance):
     assert check.details["kappa"] == tabular.excess_correlation(mu)
 
 
-@given(correlated_instances())
+@given(instances_with_subset())
 def test_lemma2_reduces_to_lemma1_for_factorized_behavior(instance):
     """With kappa = 0 (mu replaced by the product of its marginals) the two lemmas coincide."""
     mdp, mu, pi, subset = instance

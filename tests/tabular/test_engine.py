@@ -6,17 +6,9 @@ from hypothesis import strategies as st
 
 import tabular
 from tabular import reference
-from tests.strategies import behavior_policies, decmdps, learned_policies, subsets
+from tests.strategies import decmdps, instances, subsets
 
 EXACT = 1e-10
-
-
-@st.composite
-def instances(draw, **mdp_kwargs):
-    mdp = draw(decmdps(**mdp_kwargs))
-    mu = draw(behavior_policies(mdp))
-    pi = draw(learned_policies(mdp, mu))
-    return mdp, mu, pi
 
 
 @given(instances())
