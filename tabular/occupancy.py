@@ -20,8 +20,8 @@ from .mdp import DecMDP
 from .policies import FactorizedPolicy, JointPolicy, Policy, check_policy
 
 
-def contract_policies(mdp: DecMDP, candidates) -> np.ndarray:
-    """Contract ``[P | R]`` with every combination of per-agent candidate policies.
+def _contract_policies(mdp: DecMDP, candidates) -> np.ndarray:
+    """Contract ``[P | R]`` with every combination of per-agent candidate policies (inputs already validated).
 
     Parameters
     ----------
@@ -67,7 +67,7 @@ def induced_kernel(mdp: DecMDP, policy: Policy) -> tuple[np.ndarray, np.ndarray]
         tensor = mdp.transition_and_reward.reshape(mdp.n_states, mdp.n_joint_actions, mdp.n_states + 1)
         contracted = np.einsum("sa,sam->sm", policy.probs.reshape(mdp.n_states, -1), tensor)
     else:
-        contracted = contract_policies(mdp, [[factor] for factor in policy.factors])[0]
+        contracted = _contract_policies(mdp, [[factor] for factor in policy.factors])[0]
     return contracted[:, : mdp.n_states], contracted[:, mdp.n_states]
 
 
@@ -120,7 +120,7 @@ def all_subset_kernels(mdp: DecMDP, pi: FactorizedPolicy, mu: Policy) -> tuple[n
     if not isinstance(pi, FactorizedPolicy):
         raise ValueError(f"pi: must be a FactorizedPolicy (per-agent learned policies), got {type(pi).__name__}")
     pairs = [[behavior_i, learned_i] for behavior_i, learned_i in zip(mu.marginals(), pi.factors, strict=True)]
-    contracted = contract_policies(mdp, pairs)  # [2^n, S, S + 1]; choice 0 = mu_i, 1 = pi_i
+    contracted = _contract_policies(mdp, pairs)  # [2^n, S, S + 1]; choice 0 = mu_i, 1 = pi_i
     return contracted[:, :, : mdp.n_states], contracted[:, :, mdp.n_states]
 
 
