@@ -6,6 +6,7 @@ literally; the fast engine must agree with it on random inputs.
 
 from __future__ import annotations
 
+import itertools
 import string
 
 import numpy as np
@@ -90,3 +91,48 @@ def q_optimal(mdp: DecMDP) -> np.ndarray:
         if np.array_equal(improved, greedy):
             return q.reshape(mdp.R.shape)
         greedy = improved
+
+
+def subset_backup(q: np.ndarray, dataset, pi_factors, subset) -> np.ndarray:
+    """``E_{a'_K ~ pi_K} Q(s', a'_K, a'_-K)`` per transition by enumerating the deviating agents' actions."""
+    values = np.zeros(len(dataset))
+    for t, (s_next, logged) in enumerate(zip(dataset.next_states, dataset.next_actions, strict=True)):
+        for replaced in itertools.product(*(range(len(pi_factors[i][s_next])) for i in subset)):
+            action = list(logged)
+            probability = 1.0
+            for i, a_i in zip(subset, replaced, strict=True):
+                action[i] = a_i
+                probability *= pi_factors[i][s_next, a_i]
+            values[t] += probability * q[(s_next, *action)]
+    return values
+
+
+def k_backups(q: np.ndarray, dataset, pi_factors) -> np.ndarray:
+    """Column k: the mean of :func:`subset_backup` over all subsets of size k, shape (N, n + 1)."""
+    n = len(pi_factors)
+    return np.stack(
+        [
+            np.mean(
+                [subset_backup(q, dataset, pi_factors, list(s)) for s in itertools.combinations(range(n), k)], axis=0
+            )
+            for k in range(n + 1)
+        ],
+        axis=1,
+    )
+
+
+def conservative_penalty(dataset, policy_factors, kind: str) -> np.ndarray:
+    """``G(s, a)`` of the CQL penalties by explicit loops over transitions and actions."""
+    shape = (dataset.n_states, *dataset.action_sizes)
+    G = np.zeros(shape)
+    n = len(shape) - 1
+    for s, logged, w in zip(dataset.states, dataset.actions, dataset.weights, strict=True):
+        G[(s, *logged)] -= w
+        for action in itertools.product(*(range(a) for a in dataset.action_sizes)):
+            if kind == "joint":
+                G[(s, *action)] += w * np.prod([policy_factors[i][s, action[i]] for i in range(n)])
+            else:
+                for i in range(n):
+                    if all(action[j] == logged[j] for j in range(n) if j != i):
+                        G[(s, *action)] += w * policy_factors[i][s, action[i]] / n
+    return G

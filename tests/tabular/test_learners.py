@@ -1,0 +1,204 @@
+"""Tabular offline learners: exact limits, one step against a slow reference, SPaCQL's weights."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy.optimize import minimize
+
+import tabular
+from tabular import learners, reference
+from tabular.datasets import Dataset, exact_dataset, sample_dataset
+from tests.strategies import decmdps, seeds
+
+
+@st.composite
+def covered_instances(draw):
+    """Small Dec-MDPs with a full-support factorized behavior, so exact data cover every action."""
+    mdp = draw(decmdps(max_states=4, max_agents=3, max_actions=3))
+    mu = tabular.random_factorized_policy(mdp, draw(seeds), concentration=draw(st.sampled_from([0.5, 1.0, 5.0])))
+    return mdp, mu
+
+
+@given(covered_instances(), seeds)
+def test_fqe_on_exact_data_equals_q_pi(instance, seed):
+    """With exact data covering every action, fitted evaluation converges to Q^pi."""
+    mdp, mu = instance
+    pi = tabular.random_factorized_policy(mdp, seed)
+    result = learners.fitted_q_evaluation(exact_dataset(mdp, mu), mdp.gamma, pi, tol=1e-12)
+    assert result.converged
+    np.testing.assert_allclose(result.q, tabular.q_policy(mdp, pi), rtol=0, atol=1e-9)
+
+
+@given(covered_instances())
+def test_q_learning_on_exact_data_equals_q_star(instance):
+    """With exact data covering every action, greedy full-joint Q-learning converges to Q*."""
+    mdp, mu = instance
+    result = learners.q_learning(exact_dataset(mdp, mu), mdp.gamma, tol=1e-12)
+    optimum = tabular.q_optimal(mdp, tol=1e-11)
+    assert result.converged
+    np.testing.assert_allclose(result.q, optimum.q, rtol=0, atol=1e-9)
+    greedy = tabular.q_policy(mdp, result.policy)
+    np.testing.assert_allclose(greedy, optimum.q, rtol=0, atol=1e-8)
+
+
+def _behavior_marginals(dataset):
+    flat = dataset.empirical_behavior().reshape(dataset.n_states, -1)
+    flat[flat.sum(axis=1) == 0] = 1.0 / flat.shape[1]
+    joint = flat.reshape((dataset.n_states, *dataset.action_sizes))
+    return [joint.sum(axis=tuple(j for j in range(1, joint.ndim) if j != i)) for i in range(1, joint.ndim)]
+
+
+@pytest.mark.parametrize("kind", ["joint", "counterfactual"])
+@given(covered_instances(), st.integers(1, 40), seeds, st.floats(0.0, 3.0))
+def test_one_cql_sweep_minimizes_the_penalized_loss(kind, instance, size, seed, alpha):
+    """One sweep from Q = 0 solves min_Q E_D[(Q(s,a) - r)^2] + alpha sum G Q over |Q| <= 1/(1-gamma) (eq. 2, 5)."""
+    mdp, mu = instance
+    dataset = sample_dataset(mdp, mu, size, seed)
+    result = learners.cql(dataset, mdp.gamma, alpha, penalty=kind, max_iter=1, max_policy_iter=1)
+    G = reference.conservative_penalty(dataset, _behavior_marginals(dataset), kind)
+    cells = (dataset.states, *dataset.actions.T)
+    v_max = 1.0 / (1.0 - mdp.gamma)
+
+    def loss(flat):
+        table = flat.reshape(G.shape)
+        return float(dataset.weights @ (table[cells] - dataset.rewards) ** 2 + alpha * (G * table).sum())
+
+    # KKT conditions of the box-constrained convex problem, cell by cell
+    data_weight = np.zeros(G.shape)
+    target_sum = np.zeros(G.shape)
+    np.add.at(data_weight, cells, dataset.weights)
+    np.add.at(target_sum, cells, dataset.weights * dataset.rewards)
+    gradient = 2.0 * (data_weight * result.q - target_sum) + alpha * G
+    at_floor, at_ceiling = result.q <= -v_max + 1e-12, result.q >= v_max - 1e-12
+    free = (data_weight == 0) & (alpha * G == 0)  # no data, no penalty: the initial value 0 stays
+    interior = ~(at_floor | at_ceiling | free)
+    assert np.all(np.abs(gradient[interior]) <= 1e-9)
+    assert np.all(gradient[at_floor & ~free] >= -1e-9) and np.all(gradient[at_ceiling & ~free] <= 1e-9)
+    assert np.all(result.q[free] == 0.0)
+    # and no point of the box does better (L-BFGS-B from the same start as a second opinion)
+    solution = minimize(
+        loss,
+        np.zeros(G.size),
+        bounds=[(-v_max, v_max)] * G.size,
+        method="L-BFGS-B",
+        options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 10_000},
+    )
+    assert loss(result.q.ravel()) <= solution.fun + 1e-12
+
+
+@given(st.lists(st.floats(1e-6, 1e3), min_size=1, max_size=8))
+def test_uncertainty_weights_sum_to_one_and_reverse_the_order_of_uncertainty(uncertainty):
+    """w_k = (1/u_k) / sum_k (1/u_k) (eq. 7): more disagreement on k gives less weight to k."""
+    u = np.array(uncertainty)
+    w = learners.uncertainty_weights(u)
+    assert abs(w.sum() - 1.0) <= 1e-12 and np.all(w > 0)
+    for a in range(len(u)):
+        for b in range(len(u)):
+            if u[a] < u[b]:
+                assert w[a] > w[b]
+    np.testing.assert_allclose(
+        w * (u + learners.UNCERTAINTY_FLOOR), 1.0 / (1.0 / (u + learners.UNCERTAINTY_FLOOR)).sum()
+    )
+
+
+@given(st.integers(2, 3), seeds)
+def test_spacql_weights_come_from_the_final_ensemble(n_agents, seed):
+    """The reported w_k(s) average, over transitions into s, eq. 7 applied to the last ensemble's std."""
+    mdp = tabular.random_decmdp(3, (2,) * n_agents, 0.8, seed)
+    mu = tabular.random_factorized_policy(mdp, seed + 1)
+    dataset = sample_dataset(mdp, mu, 40, seed)
+    result = learners.spacql(dataset, mdp.gamma, 0.5, n_members=4, seed=seed, max_iter=3, max_policy_iter=1)
+    np.testing.assert_allclose(result.weights.sum(axis=1), 1.0, rtol=0, atol=1e-12)
+    assert result.q_ensemble.shape == (4, *mdp.R.shape)
+    # rebuild the weights of the last sweep: the ensemble before it is not returned, so rerun one sweep fewer
+    before = learners.spacql(dataset, mdp.gamma, 0.5, n_members=4, seed=seed, max_iter=2, max_policy_iter=1)
+    from tabular.backups import k_backups
+
+    policy = tabular.FactorizedPolicy(_behavior_marginals(dataset))
+    deviating = np.stack([k_backups(member, dataset, policy)[:, 1:] for member in before.q_ensemble])
+    per_transition = learners.uncertainty_weights(deviating.std(axis=0))
+    expected = np.full((mdp.n_states, n_agents), 1.0 / n_agents)
+    for s in range(mdp.n_states):
+        into = dataset.next_states == s
+        if into.any():
+            expected[s] = dataset.weights[into] @ per_transition[into] / dataset.weights[into].sum()
+    np.testing.assert_allclose(result.weights, expected, rtol=0, atol=1e-12)
+
+
+def test_fixed_k_and_uniform_ablations_set_the_weights():
+    mdp = tabular.random_decmdp(3, (2, 2, 2), 0.9, seed=0)
+    dataset = sample_dataset(mdp, tabular.random_factorized_policy(mdp, 1), 60, 2)
+    uniform = learners.spacql(dataset, mdp.gamma, 1.0, weighting="uniform", max_policy_iter=2)
+    np.testing.assert_allclose(uniform.weights, 1.0 / 3)
+    fixed = learners.spacql(dataset, mdp.gamma, 1.0, weighting=2, max_policy_iter=2)
+    np.testing.assert_allclose(fixed.weights, np.tile([0.0, 1.0, 0.0], (3, 1)))
+
+
+def test_same_seed_gives_the_same_learner_output():
+    mdp = tabular.random_decmdp(3, (2, 3), 0.9, seed=4)
+    dataset = sample_dataset(mdp, tabular.random_factorized_policy(mdp, 5), 80, 6)
+    first, second = (learners.spacql(dataset, mdp.gamma, 1.0, seed=7, max_policy_iter=3) for _ in range(2))
+    assert np.array_equal(first.q_ensemble, second.q_ensemble)
+    assert np.array_equal(first.weights, second.weights)
+
+
+def test_bad_input_names_the_argument():
+    mdp = tabular.random_decmdp(2, (2, 2), 0.9, seed=0)
+    dataset = sample_dataset(mdp, tabular.random_factorized_policy(mdp, 1), 10, 2)
+    with pytest.raises(ValueError, match="states: a dataset needs a non-empty"):
+        Dataset(
+            np.array([], dtype=int),
+            np.zeros((0, 2), int),
+            np.zeros(0),
+            np.array([], dtype=int),
+            np.zeros((0, 2), int),
+            np.zeros(0),
+            2,
+            (2, 2),
+        )
+    with pytest.raises(ValueError, match="next_states: indices must lie in"):
+        Dataset(
+            np.array([0]),
+            np.array([[0, 1]]),
+            np.array([0.5]),
+            np.array([2]),
+            np.array([[0, 0]]),
+            np.array([1.0]),
+            2,
+            (2, 2),
+        )
+    with pytest.raises(ValueError, match="actions: agent 1's actions must lie in"):
+        Dataset(
+            np.array([0]),
+            np.array([[0, 2]]),
+            np.array([0.5]),
+            np.array([1]),
+            np.array([[0, 0]]),
+            np.array([1.0]),
+            2,
+            (2, 2),
+        )
+    with pytest.raises(ValueError, match="weights: must be finite, non-negative and sum to 1"):
+        Dataset(
+            np.array([0]),
+            np.array([[0, 1]]),
+            np.array([0.5]),
+            np.array([1]),
+            np.array([[0, 0]]),
+            np.array([0.7]),
+            2,
+            (2, 2),
+        )
+    with pytest.raises(ValueError, match="size: a dataset needs at least one transition"):
+        sample_dataset(mdp, tabular.random_factorized_policy(mdp, 1), 0, 2)
+    with pytest.raises(ValueError, match="alpha:"):
+        learners.cql(dataset, 0.9, -1.0)
+    with pytest.raises(ValueError, match="gamma:"):
+        learners.icql_qs(dataset, 1.0, 1.0)
+    with pytest.raises(ValueError, match="weighting:"):
+        learners.spacql(dataset, 0.9, 1.0, weighting=3)
+    with pytest.raises(ValueError, match="n_members:"):
+        learners.spacql(dataset, 0.9, 1.0, n_members=1)
+    with pytest.raises(ValueError, match="penalty:"):
+        learners.cql(dataset, 0.9, 1.0, penalty="both")
