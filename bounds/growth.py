@@ -40,10 +40,15 @@ class GrowthCurve:
         ``W1(d^pi, d^mu)``: the shift when the full joint policy is replaced (k = n).
     joint_tv_bound : float
         ``gamma/(1-gamma) TV(pi, mu)`` with the TV of the joint policies: the usual joint-action
-        bound that Lemma 1 improves on.
+        bound on ``joint_shift``. By eq. 25 it is never larger than ``all_agents_bound``: the sum of
+        per-agent TVs is additive, not tighter (equal when a single agent deviates). Computing it
+        builds the joint policies (S * prod A_i numbers, like ``R``).
     kappa : float
-    shifts : ndarray, shape (2^n,)
-        ``W1(d^(S), d^mu)`` for every subset, indexed by bit mask as in ``all_subset_occupancies``.
+    agent_tv : ndarray, shape (n,)
+        ``TV(pi_i, mu_i)`` (sup over states) for every agent.
+    shifts, subset_bounds : ndarray, shape (2^n,)
+        ``W1(d^(S), d^mu)`` and the Lemma 1/2 bound for every subset, indexed by bit mask as in
+        ``all_subset_occupancies``.
     """
 
     k: np.ndarray
@@ -57,7 +62,9 @@ class GrowthCurve:
     joint_shift: float
     joint_tv_bound: float
     kappa: float
+    agent_tv: np.ndarray
     shifts: np.ndarray
+    subset_bounds: np.ndarray
 
 
 def subset_membership(n_agents: int) -> np.ndarray:
@@ -95,20 +102,24 @@ def growth_curve(mdp: DecMDP, pi: FactorizedPolicy, mu) -> GrowthCurve:
         joint_shift=float(shifts[-1]),
         joint_tv_bound=scale * policy_tv(pi.joint(), mu.joint()),
         kappa=kappa,
+        agent_tv=tvs,
         shifts=shifts,
+        subset_bounds=bounds,
     )
 
 
-def plot_growth_curve(curve: GrowthCurve, path, title: str | None = None) -> None:
-    """Plot shift and bounds against k and save the figure to ``path`` (written atomically)."""
+def plot_growth_curve(curve: GrowthCurve, path=None, title: str | None = None):
+    """Plot shift and bounds against k; save to ``path`` (PNG, written atomically) when given.
+
+    Draws on a bare :class:`matplotlib.figure.Figure`, so it never changes pyplot's backend or
+    state; the figure is returned (a notebook displays it).
+    """
     import os
 
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (linear, logarithmic) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig = Figure(figsize=(11, 4.2), layout="tight")
+    linear, logarithmic = fig.subplots(1, 2)
     deviating = curve.k >= 1  # k = 0 has zero shift and zero bound: nothing to show on a log axis
     for ax, shown in ((linear, slice(None)), (logarithmic, deviating)):
         ax.fill_between(
@@ -137,7 +148,8 @@ def plot_growth_curve(curve: GrowthCurve, path, title: str | None = None) -> Non
     logarithmic.legend(fontsize=7, loc="center right", framealpha=0.9)
     linear.legend(fontsize=7, loc="upper left")
     fig.suptitle(title or "Distribution shift vs number of deviating agents", fontsize=10)
-    fig.tight_layout()
+    if path is None:
+        return fig
     path = os.fspath(path)
     stem, suffix = os.path.splitext(path)
     # a sibling temporary file keeps the format (from the suffix) and the default permissions;
@@ -147,6 +159,6 @@ def plot_growth_curve(curve: GrowthCurve, path, title: str | None = None) -> Non
         fig.savefig(temporary, dpi=150)
         os.replace(temporary, path)
     finally:
-        plt.close(fig)
         if os.path.exists(temporary):
             os.remove(temporary)
+    return fig

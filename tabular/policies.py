@@ -185,8 +185,9 @@ def random_correlated_policy(
     ``nu_i`` are Dirichlet(concentration) factors and ``sigma`` is a *shared-signal* policy:
     a latent ``z ~ Dirichlet(1)`` over ``max_i A_i`` values is drawn per state, and every
     agent plays a fixed (random, per state) function of ``z``, so the agents move together.
-    ``correlation = 0`` gives a factorized policy (``kappa = 0``); ``kappa`` grows with
-    ``correlation`` (measure it with :func:`tabular.excess_correlation`).
+    ``correlation = 0`` gives a factorized policy (``kappa = 0`` up to round-off); ``kappa`` tends to
+    grow with ``correlation`` but not monotonically on every draw (the marginals move too), so
+    measure it with :func:`tabular.excess_correlation`.
     """
     if not 0.0 <= correlation <= 1.0:
         raise ValueError(f"correlation: must lie in [0, 1], got {correlation}")

@@ -22,6 +22,7 @@ def test_growth_curve_matches_lemma2_subset_by_subset(instance):
         subset = [i for i in range(n) if mask >> i & 1]
         check = bounds.lemma2(mdp, pi, mu, subset)
         assert abs(curve.shifts[mask] - check.lhs) <= 1e-10
+        assert np.isclose(curve.subset_bounds[mask], check.rhs, rtol=1e-12, atol=1e-15)
         by_k[len(subset)].append((check.lhs, check.rhs))
     for k, pairs in by_k.items():
         lhs, rhs = np.array(pairs).T
@@ -65,3 +66,14 @@ def test_plot_has_default_permissions_and_leaves_no_temporary_file(tmp_path):
     os.umask(umask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
     assert sorted(p.name for p in tmp_path.iterdir()) == ["curve.png"]
+
+
+def test_plot_leaves_the_matplotlib_backend_alone(tmp_path):
+    import matplotlib
+
+    before = matplotlib.get_backend()
+    mdp = tabular.random_decmdp(3, (2, 2), 0.5, seed=0)
+    mu = tabular.random_factorized_policy(mdp, seed=1)
+    figure = bounds.plot_growth_curve(bounds.growth_curve(mdp, mu, mu))
+    assert matplotlib.get_backend() == before
+    assert len(figure.axes) == 2 and figure.axes[0].get_xlabel().startswith("number of deviating agents")
