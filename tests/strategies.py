@@ -89,3 +89,44 @@ def assert_holds_and_seek_tight_cases(check) -> None:
     if check.rhs > 0:
         target(check.lhs / check.rhs, label="lhs / rhs")
     assert check.holds, (check.lhs, check.rhs)
+
+
+@st.composite
+def q_hats(draw, mdp, pi):
+    """Learned Q tables (S, A_1, ..., A_n): uniform on [-1/(1-gamma), 1/(1-gamma)], Q* plus noise, or Q^pi.
+
+    The noise reaches ``1/(1-gamma)`` in sup norm, so some tables break the ``2/(1-gamma)``-Lipschitz
+    assumption of Theorems 1-3 on purpose.
+    """
+    kind = draw(st.sampled_from(["uniform", "noisy optimal", "policy value"]))
+    if kind == "policy value":
+        return tabular.q_policy(mdp, pi)
+    rng = np.random.default_rng(draw(seeds))
+    bound = 1.0 / (1.0 - mdp.gamma)
+    if kind == "uniform":
+        return rng.uniform(-bound, bound, size=mdp.R.shape)
+    noise = draw(st.sampled_from([0.0, 1e-6, 1e-2, 1.0])) * bound
+    return tabular.q_optimal(mdp).q + rng.uniform(-noise, noise, size=mdp.R.shape)
+
+
+@st.composite
+def soft_partial_weights(draw, n_states: int, n_agents: int):
+    """SPaCQL weights (S, n), ``weights[s, k-1] = w_k(s)``: Dirichlet rows, none, some or all of them one-hot."""
+    rng = np.random.default_rng(draw(seeds))
+    weights = rng.dirichlet(np.full(n_agents, draw(concentrations)), size=n_states)
+    one_hot = rng.random(n_states) < draw(st.sampled_from([0.0, 0.5, 1.0]))
+    weights[one_hot] = np.eye(n_agents)[rng.integers(n_agents, size=int(one_hot.sum()))]
+    return weights
+
+
+@st.composite
+def audit_instances(draw, max_states: int = 4, max_agents: int = 3, max_actions: int = 3):
+    """Complete audit instances (bounds.instances.Instance): every claim can read what it needs."""
+    from bounds.instances import Instance
+
+    mdp, mu, pi, subset = draw(
+        instances_with_subset(max_states=max_states, max_agents=max_agents, max_actions=max_actions)
+    )
+    return Instance(
+        mdp, mu, pi, tuple(subset), draw(q_hats(mdp, pi)), draw(soft_partial_weights(mdp.n_states, mdp.n_agents))
+    )
