@@ -49,6 +49,24 @@ def _behavior_marginals(dataset):
     return [joint.sum(axis=tuple(j for j in range(1, joint.ndim) if j != i)) for i in range(1, joint.ndim)]
 
 
+def assert_minimizes_penalized_loss(q, dataset, targets, G, alpha, v_max):
+    """KKT conditions of min_Q mean_i E_D[(Q(s,a) - y_i)^2] + alpha sum G Q over |Q| <= v_max, cell by cell.
+
+    ``targets`` has shape (n_targets, N): one row per averaged loss term (eq. 2 averages agents).
+    """
+    cells = (dataset.states, *dataset.actions.T)
+    data_weight, target_sum = np.zeros(G.shape), np.zeros(G.shape)
+    np.add.at(data_weight, cells, dataset.weights)
+    np.add.at(target_sum, cells, dataset.weights * targets.mean(axis=0))
+    gradient = 2.0 * (data_weight * q - target_sum) + alpha * G
+    at_floor, at_ceiling = q <= -v_max + 1e-12, q >= v_max - 1e-12
+    free = (data_weight == 0) & (alpha * G == 0)  # no data, no penalty: the initial value 0 stays
+    interior = ~(at_floor | at_ceiling | free)
+    assert np.all(np.abs(gradient[interior]) <= 1e-9)
+    assert np.all(gradient[at_floor & ~free] >= -1e-9) and np.all(gradient[at_ceiling & ~free] <= 1e-9)
+    assert np.all(q[free] == 0.0)
+
+
 @pytest.mark.parametrize("kind", ["joint", "counterfactual"])
 @given(covered_instances(), st.integers(1, 40), seeds, st.floats(0.0, 3.0))
 def test_one_cql_sweep_minimizes_the_penalized_loss(kind, instance, size, seed, alpha):
@@ -64,18 +82,7 @@ def test_one_cql_sweep_minimizes_the_penalized_loss(kind, instance, size, seed, 
         table = flat.reshape(G.shape)
         return float(dataset.weights @ (table[cells] - dataset.rewards) ** 2 + alpha * (G * table).sum())
 
-    # KKT conditions of the box-constrained convex problem, cell by cell
-    data_weight = np.zeros(G.shape)
-    target_sum = np.zeros(G.shape)
-    np.add.at(data_weight, cells, dataset.weights)
-    np.add.at(target_sum, cells, dataset.weights * dataset.rewards)
-    gradient = 2.0 * (data_weight * result.q - target_sum) + alpha * G
-    at_floor, at_ceiling = result.q <= -v_max + 1e-12, result.q >= v_max - 1e-12
-    free = (data_weight == 0) & (alpha * G == 0)  # no data, no penalty: the initial value 0 stays
-    interior = ~(at_floor | at_ceiling | free)
-    assert np.all(np.abs(gradient[interior]) <= 1e-9)
-    assert np.all(gradient[at_floor & ~free] >= -1e-9) and np.all(gradient[at_ceiling & ~free] <= 1e-9)
-    assert np.all(result.q[free] == 0.0)
+    assert_minimizes_penalized_loss(result.q, dataset, dataset.rewards[None], G, alpha, v_max)
     # and no point of the box does better (L-BFGS-B from the same start as a second opinion)
     solution = minimize(
         loss,
@@ -85,6 +92,44 @@ def test_one_cql_sweep_minimizes_the_penalized_loss(kind, instance, size, seed, 
         options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 10_000},
     )
     assert loss(result.q.ravel()) <= solution.fun + 1e-12
+
+
+@given(covered_instances(), st.integers(1, 30), seeds, st.floats(0.0, 3.0))
+def test_icql_qs_second_sweep_minimizes_the_averaged_individual_losses(instance, size, seed, alpha):
+    """Sweep 2 minimizes (1/n) sum_i [E_D[(Q - T_i^ind Q_1)^2] + alpha (E_{a_i~pi_i} Q - E_D Q)] (eq. 1-2).
+
+    The targets y_i = r + gamma sum_{a'_i} pi_i(a'_i|s') Q_1(s', a'_i, a'_-i) are enumerated action by
+    action (tabular.reference.subset_backup) from the first sweep's table Q_1.
+    """
+    mdp, mu = instance
+    dataset = sample_dataset(mdp, mu, size, seed)
+    first = learners.icql_qs(dataset, mdp.gamma, alpha, max_iter=1, max_policy_iter=1)
+    second = learners.icql_qs(dataset, mdp.gamma, alpha, max_iter=2, max_policy_iter=1)
+    behavior = _behavior_marginals(dataset)
+    targets = np.stack(
+        [
+            dataset.rewards + mdp.gamma * reference.subset_backup(first.q, dataset, behavior, [i])
+            for i in range(dataset.n_agents)
+        ]
+    )
+    G = reference.conservative_penalty(dataset, behavior, "counterfactual")
+    assert_minimizes_penalized_loss(second.q, dataset, targets, G, alpha, 1.0 / (1.0 - mdp.gamma))
+
+
+@given(covered_instances(), st.floats(0.01, 10.0), seeds)
+def test_softmax_improvement_is_a_softmax_of_the_others_averaged_value(instance, temperature, seed):
+    """pi_i(a_i|s) proportional to exp(E_{a_-i ~ D(s)} Q(s, a_i, a_-i) / temperature) (Algorithm 1, line 20)."""
+    mdp, mu = instance
+    dataset = sample_dataset(mdp, mu, 50, seed)
+    result = learners.icql_qs(dataset, mdp.gamma, 1.0, temperature=temperature, max_policy_iter=1)
+    behavior = dataset.empirical_behavior().reshape(mdp.n_states, -1)
+    behavior[behavior.sum(axis=1) == 0] = 1.0 / behavior.shape[1]
+    behavior = behavior.reshape(mdp.R.shape)
+    for i in range(mdp.n_agents):
+        others = behavior.sum(axis=1 + i, keepdims=True)
+        value = (others * result.q).sum(axis=tuple(1 + j for j in range(mdp.n_agents) if j != i))
+        expected = np.exp((value - value.max(axis=1, keepdims=True)) / temperature)
+        np.testing.assert_allclose(result.policy.factors[i], expected / expected.sum(axis=1, keepdims=True), atol=1e-12)
 
 
 @given(st.lists(st.floats(1e-6, 1e3), min_size=1, max_size=8))
