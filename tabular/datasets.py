@@ -124,16 +124,7 @@ def sample_dataset(mdp: DecMDP, mu: Policy, size: int, seed: int) -> Dataset:
     P = mdp.P.reshape(mdp.n_states, -1, mdp.n_states)
     next_states = _sample_rows(rng, P[states, joint])
     next_joint = _sample_rows(rng, behavior[next_states])
-    return Dataset(
-        states=states,
-        actions=np.stack(np.unravel_index(joint, mdp.action_sizes), axis=1),
-        rewards=mdp.R.reshape(mdp.n_states, -1)[states, joint],
-        next_states=next_states,
-        next_actions=np.stack(np.unravel_index(next_joint, mdp.action_sizes), axis=1),
-        weights=np.full(size, 1.0 / size),
-        n_states=mdp.n_states,
-        action_sizes=mdp.action_sizes,
-    )
+    return _from_joint_indices(mdp, states, joint, next_states, next_joint, np.full(size, 1.0 / size))
 
 
 def exact_dataset(mdp: DecMDP, mu: Policy) -> Dataset:
@@ -150,13 +141,18 @@ def exact_dataset(mdp: DecMDP, mu: Policy) -> Dataset:
     probability = (d[:, None] * behavior)[:, :, None, None] * P[:, :, :, None] * behavior[None, None, :, :]
     s, a, s_next, a_next = np.nonzero(probability > 0)
     weights = probability[s, a, s_next, a_next]
+    return _from_joint_indices(mdp, s, a, s_next, a_next, weights / weights.sum())
+
+
+def _from_joint_indices(mdp: DecMDP, states, joint, next_states, next_joint, weights) -> Dataset:
+    """Build a Dataset from flat joint-action indices (C order over A_1..A_n); rewards read from ``R``."""
     return Dataset(
-        states=s,
-        actions=np.stack(np.unravel_index(a, mdp.action_sizes), axis=1),
-        rewards=mdp.R.reshape(mdp.n_states, -1)[s, a],
-        next_states=s_next,
-        next_actions=np.stack(np.unravel_index(a_next, mdp.action_sizes), axis=1),
-        weights=weights / weights.sum(),
+        states=states,
+        actions=np.stack(np.unravel_index(joint, mdp.action_sizes), axis=1),
+        rewards=mdp.R.reshape(mdp.n_states, -1)[states, joint],
+        next_states=next_states,
+        next_actions=np.stack(np.unravel_index(next_joint, mdp.action_sizes), axis=1),
+        weights=weights,
         n_states=mdp.n_states,
         action_sizes=mdp.action_sizes,
     )
