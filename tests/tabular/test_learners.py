@@ -60,7 +60,7 @@ def assert_minimizes_penalized_loss(q, dataset, targets, G, alpha, v_max):
     np.add.at(target_sum, cells, dataset.weights * targets.mean(axis=0))
     gradient = 2.0 * (data_weight * q - target_sum) + alpha * G
     at_floor, at_ceiling = q <= -v_max + 1e-12, q >= v_max - 1e-12
-    free = (data_weight == 0) & (alpha * G == 0)  # no data, no penalty: the initial value 0 stays
+    free = (data_weight == 0) & ((alpha == 0) | (G == 0))  # no data, no penalty: the initial value 0 stays
     interior = ~(at_floor | at_ceiling | free)
     assert np.all(np.abs(gradient[interior]) <= 1e-9)
     assert np.all(gradient[at_floor & ~free] >= -1e-9) and np.all(gradient[at_ceiling & ~free] <= 1e-9)
