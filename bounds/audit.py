@@ -467,13 +467,16 @@ def minimal_counterexample(claim: Claim, tries: int, seed: int = 0) -> Instance 
 
 
 def format_table(reports: list[ClaimReport]) -> str:
-    header = f"{'where':<36} {'status':<16} {'examples':>8} {'worst lhs/rhs':>14}  claim / counterexample"
+    width = max(len("where"), *(len(report.paper_ref) for report in reports))
+    header = f"{'where':<{width}} {'status':<16} {'examples':>8} {'worst lhs/rhs':>14}  claim / counterexample"
     lines = [header, "-" * len(header)]
     for report in reports:
         worst = "-" if np.isnan(report.worst_ratio) else f"{report.worst_ratio:.4g}"
-        lines.append(f"{report.paper_ref:<36} {report.status:<16} {report.examples:>8} {worst:>14}  {report.claim}")
+        lines.append(
+            f"{report.paper_ref:<{width}} {report.status:<16} {report.examples:>8} {worst:>14}  {report.claim}"
+        )
         if report.counterexample:
-            lines.append(f"{'':<36} {'':<16} {'':>8} {'':>14}  counterexample: {report.counterexample}")
+            lines.append(f"{'':<{width}} {'':<16} {'':>8} {'':>14}  counterexample: {report.counterexample}")
     return "\n".join(lines)
 
 

@@ -12,7 +12,8 @@ parameterization (one number per ``(s, a)``), following Algorithm 1 of the paper
    ``Q(s, a) = ybar(s, a) - alpha G(s, a) / (2 W(s, a))`` where ``W`` is the data weight of
    ``(s, a)`` and ``ybar`` the weighted mean target. The table is kept in the value range
    ``|Q| <= 1 / (1 - gamma)``: an unseen pair that the penalty pushes down (``W = 0 < G``) goes to
-   ``-1 / (1 - gamma)``; an unseen pair with no penalty keeps its initial value.
+   ``-1 / (1 - gamma)``; an unseen pair with no penalty keeps its current value (its initial value
+   unless an earlier policy's penalty moved it).
 3. **Policy improvement per agent** (Algorithm 1, line 20): ``pi_i(. | s)`` greedy (or softmax)
    in ``E_{a_-i ~ D(s)} Q(s, a_i, a_-i)``, the other agents' actions at their logged distribution.
 
@@ -52,7 +53,9 @@ class LearnerResult:
     q : ndarray, shape (S, A_1, ..., A_n)
         The learned table (ensemble member 0 for SPaCQL, the one the policy is improved on).
     policy : FactorizedPolicy
-        The learned per-agent policies (the evaluated policy for FQE).
+        The per-agent improvement of ``q`` (for FQE, the evaluated policy). When greedy improvement
+        cycles, ``q`` and ``weights`` belong to the last evaluated policy and ``policy`` is the
+        (earlier seen) improvement of that ``q``.
     q_ensemble : ndarray, shape (J, S, A_1, ..., A_n)
         All members (J = 1 except for SPaCQL).
     weights : ndarray, shape (S, n) or None
