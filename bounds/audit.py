@@ -30,6 +30,7 @@ import numpy as np
 
 import tabular
 from tabular import FactorizedPolicy
+from tabular.datasets import sample_dataset
 
 from .instances import COUNTEREXAMPLE_DIR, Instance, load_instance, random_instance
 from .lemmas import ROUNDOFF, product_difference
@@ -239,7 +240,7 @@ def _without_shift_term(name: str):
 
 
 def _proposition1(q: Quantities):
-    dataset = tabular.datasets.sample_dataset(q.mdp, q.mu, 25, seed=0)
+    dataset = sample_dataset(q.mdp, q.mu, 25, seed=0)
     result = proposition1(dataset, q.instance.q_hat, q.pi, q.mdp.gamma)
     return result.lhs, result.rhs
 
