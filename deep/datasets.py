@@ -1,0 +1,629 @@
+"""Offline multi-agent datasets: one compressed ``.npz`` file per (task, quality, seed).
+
+A dataset holds ``N`` transitions of a team of ``n`` agents in time order, one episode after
+another (``episode_ids`` never decrease)::
+
+    obs, next_obs            [N, n, obs_dim]  float32, agent i's true size obs_dims[i], zero-padded
+    actions, next_actions    [N, n, act_dim]  float32 in [-1, 1], agent i's true size act_dims[i]
+    rewards                  [N]              float32, team reward
+    terminals, truncations   [N]              bool, exclusive; exactly the last row of each episode has one
+    state, next_state        [N, state_dim]   float32, global state (the centralized critics' input)
+    episode_ids              [N]              int64, non-decreasing
+
+``next_actions`` is the logged next joint action ``a'`` used by the partial backups (paper, eq. 1
+and 3); at a terminal row it is never used (the learners mask the bootstrap by
+``1 - terminal``). The metadata (a JSON object stored as a string array, so that loading never
+needs pickle) records the task, quality, seed, sizes, schema version, the generator (name,
+version, config), environment package versions, the behavior checkpoint's sha256 and the
+reference returns ``{random, expert}`` of :func:`normalized_score`.
+
+    python -m deep.datasets summary DIR      # one line per dataset file under DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import tempfile
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+"""Version of the file layout; :func:`load` refuses files written with another one."""
+
+IMPORTER_VERSION = 1
+"""Version of :func:`import_omar`'s conversion, recorded as ``metadata["generator"]["version"]``."""
+
+QUALITIES = ("random", "medium-replay", "medium", "expert")
+"""Dataset qualities, spelled as the OMAR/CFCQL dataset folders and READMEs spell them."""
+
+ARRAY_FIELDS = (
+    "obs",
+    "actions",
+    "rewards",
+    "next_obs",
+    "next_actions",
+    "terminals",
+    "truncations",
+    "state",
+    "next_state",
+    "episode_ids",
+)
+_DTYPES = {
+    **dict.fromkeys(("obs", "actions", "rewards", "next_obs", "next_actions", "state", "next_state"), np.float32),
+    "terminals": np.bool_,
+    "truncations": np.bool_,
+    "episode_ids": np.int64,
+}
+_REQUIRED_METADATA = (
+    "task",
+    "quality",
+    "seed",
+    "obs_dims",
+    "act_dims",
+    "generator",
+    "env_versions",
+    "behavior_checkpoint_sha256",
+    "reference_returns",
+)
+_COLLECT_COMMAND = "python deep/collect.py --task {task} --quality {quality} --seed {seed} --data-dir {data_dir}"
+_FILE_NAME = re.compile(r"^(?P<task>[^_]+)_(?P<quality>[^_]+)_seed(?P<seed>\d+)\.npz$")
+
+# Average episode returns of the original OMAR datasets (random, expert), per task (notes/baselines.md).
+OMAR_REFERENCE_RETURNS = {
+    "cn": {"random": 159.6, "expert": 530.9},
+    "pp": {"random": -4.1, "expert": 207.9},
+    "world": {"random": -6.8, "expert": 85.2},
+    "halfcheetah": {"random": -282.9, "expert": 3338.7},
+}
+_OMAR_REFERENCE_HOW = (
+    "average episode return of the original OMAR random / expert datasets as listed on public dataset "
+    "cards; whether they are per-agent or team returns is uncertain"
+)
+# task -> (environment folder, team size: the first agents' files, episode length)
+_OMAR_LAYOUT = {
+    "cn": ("simple_spread", 3, 25),
+    "pp": ("simple_tag", 3, 25),
+    "world": ("simple_world", 4, 25),
+    "halfcheetah": ("HalfCheetah-v2", 2, 1000),
+}
+
+
+@dataclass(frozen=True, eq=False)
+class OfflineDataset:
+    """Validated transitions of one (task, quality, seed); see the module docstring for the layout.
+
+    Attributes
+    ----------
+    obs, next_obs : ndarray of float32, shape (N, n, obs_dim)
+    actions, next_actions : ndarray of float32, shape (N, n, act_dim)
+    rewards : ndarray of float32, shape (N,)
+    terminals, truncations : ndarray of bool, shape (N,)
+    state, next_state : ndarray of float32, shape (N, state_dim)
+    episode_ids : ndarray of int64, shape (N,)
+    metadata : dict
+        Must hold ``task, quality, seed, obs_dims, act_dims, generator, env_versions,
+        behavior_checkpoint_sha256, reference_returns``; ``size, n_agents, state_dim,
+        schema_version`` are filled in from the arrays (a given value must agree). Stored in its
+        JSON form (tuples become lists), so that a saved and reloaded dataset compares equal.
+
+    Raises
+    ------
+    ValueError
+        Naming the field: wrong type, dtype or shape, NaN or infinity, decreasing episode ids, an
+        episode end without exactly one of terminal / truncation (or a flag before the end), or
+        metadata that is missing a key, disagrees with the arrays or is not JSON-serializable.
+    """
+
+    obs: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    next_obs: np.ndarray
+    next_actions: np.ndarray
+    terminals: np.ndarray
+    truncations: np.ndarray
+    state: np.ndarray
+    next_state: np.ndarray
+    episode_ids: np.ndarray
+    metadata: dict
+
+    def __post_init__(self):
+        for name in ARRAY_FIELDS:
+            value = getattr(self, name)
+            if not isinstance(value, np.ndarray):
+                raise ValueError(f"{name}: expected a numpy array, got {type(value).__name__}")
+            if value.dtype != _DTYPES[name]:
+                raise ValueError(f"{name}: expected dtype {np.dtype(_DTYPES[name])}, got {value.dtype}")
+        if self.obs.ndim != 3 or self.obs.shape[0] == 0:
+            raise ValueError(f"obs: expected a non-empty array of shape (N, n, obs_dim), got {self.obs.shape}")
+        n_transitions, n_agents, obs_dim = self.obs.shape
+        if self.actions.ndim != 3:
+            raise ValueError(f"actions: expected shape (N, n, act_dim), got {self.actions.shape}")
+        if self.state.ndim != 2:
+            raise ValueError(f"state: expected shape (N, state_dim), got {self.state.shape}")
+        act_dim, state_dim = self.actions.shape[2], self.state.shape[1]
+        expected = {
+            "actions": (n_transitions, n_agents, act_dim),
+            "rewards": (n_transitions,),
+            "next_obs": (n_transitions, n_agents, obs_dim),
+            "next_actions": (n_transitions, n_agents, act_dim),
+            "terminals": (n_transitions,),
+            "truncations": (n_transitions,),
+            "state": (n_transitions, state_dim),
+            "next_state": (n_transitions, state_dim),
+            "episode_ids": (n_transitions,),
+        }
+        for name, shape in expected.items():
+            if getattr(self, name).shape != shape:
+                raise ValueError(
+                    f"{name}: expected shape {shape} (N={n_transitions}, n={n_agents}, obs_dim={obs_dim}, "
+                    f"act_dim={act_dim}, state_dim={state_dim}), got {getattr(self, name).shape}"
+                )
+        for name, dtype in _DTYPES.items():
+            if dtype is np.float32:
+                finite = np.isfinite(getattr(self, name)).reshape(n_transitions, -1).all(axis=1)
+                if not finite.all():
+                    raise ValueError(f"{name}: contains NaN or infinity (first at row {np.argmin(finite)})")
+        self._check_episodes()
+        object.__setattr__(self, "metadata", self._checked_metadata(n_transitions, n_agents, obs_dim, act_dim))
+
+    def _check_episodes(self):
+        ids = self.episode_ids
+        if ids[0] < 0 or np.any(np.diff(ids) < 0):
+            raise ValueError("episode_ids: must be non-negative and non-decreasing (episodes stored one after another)")
+        if np.any(self.terminals & self.truncations):
+            row = np.argmax(self.terminals & self.truncations)
+            raise ValueError(f"terminals, truncations: row {row} is both terminal and truncated")
+        episode_end = np.r_[ids[1:] != ids[:-1], True]
+        flagged = self.terminals | self.truncations
+        if np.any(flagged != episode_end):
+            row = np.argmax(flagged != episode_end)
+            where = "ends its episode" if episode_end[row] else "lies inside its episode"
+            raise ValueError(
+                f"terminals, truncations: row {row} {where} (episode {ids[row]}) but is "
+                f"{'flagged' if flagged[row] else 'neither terminal nor truncated'}; exactly the last row "
+                "of each episode must be terminal or truncated"
+            )
+
+    def _checked_metadata(self, n_transitions: int, n_agents: int, obs_dim: int, act_dim: int) -> dict:
+        if not isinstance(self.metadata, dict):
+            raise ValueError(f"metadata: expected a dict, got {type(self.metadata).__name__}")
+        missing = [key for key in _REQUIRED_METADATA if key not in self.metadata]
+        if missing:
+            raise ValueError(f"metadata: missing keys {missing}")
+        version = self.metadata.get("schema_version", SCHEMA_VERSION)
+        if version != SCHEMA_VERSION:
+            raise ValueError(
+                f"metadata: dataset schema version {version}, this toolkit reads schema version "
+                f"{SCHEMA_VERSION}; rebuild the dataset with this version"
+            )
+        derived = {"size": n_transitions, "n_agents": n_agents, "state_dim": self.state.shape[1]}
+        for key, value in derived.items():
+            if key in self.metadata and self.metadata[key] != value:
+                raise ValueError(f"metadata: {key} = {self.metadata[key]!r} but the arrays give {value}")
+        for key, padded in (("obs_dims", obs_dim), ("act_dims", act_dim)):
+            dims = self.metadata[key]
+            if (
+                not isinstance(dims, list | tuple)
+                or len(dims) != n_agents
+                or not all(isinstance(d, int) and 1 <= d <= padded for d in dims)
+                or max(dims) != padded
+            ):
+                raise ValueError(
+                    f"metadata: {key} must list {n_agents} true sizes in [1, {padded}] with maximum {padded} "
+                    f"(the padded size), got {dims!r}"
+                )
+        reference = self.metadata["reference_returns"]
+        if reference is not None:
+            try:
+                normalized_score(0.0, reference)
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"metadata: reference_returns must be None or valid ({error})") from error
+        try:
+            text = json.dumps({**self.metadata, **derived, "schema_version": SCHEMA_VERSION}, allow_nan=False)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"metadata: must be JSON-serializable ({error})") from error
+        return json.loads(text)
+
+    @property
+    def n_transitions(self) -> int:
+        """Number of transitions ``N``."""
+        return self.rewards.shape[0]
+
+    @property
+    def n_episodes(self) -> int:
+        """Number of distinct episode ids."""
+        return int(np.count_nonzero(np.diff(self.episode_ids))) + 1
+
+    def episode_returns(self) -> np.ndarray:
+        """Undiscounted return of every episode, in storage order.
+
+        Returns
+        -------
+        ndarray of float64, shape (n_episodes,)
+            Sum of ``rewards`` over the rows of each episode id.
+        """
+        starts = np.flatnonzero(np.r_[True, np.diff(self.episode_ids) != 0])
+        return np.add.reduceat(self.rewards.astype(np.float64), starts)
+
+
+def dataset_path(data_dir: str | os.PathLike, task: str, quality: str, seed: int) -> Path:
+    """File of the dataset (task, quality, seed) in ``data_dir``: ``<task>_<quality>_seed<seed>.npz``."""
+    return Path(data_dir) / f"{task}_{quality}_seed{seed}.npz"
+
+
+def save(dataset: OfflineDataset, path: str | os.PathLike, overwrite: bool = False) -> None:
+    """Write ``dataset`` as a compressed ``.npz`` file, atomically.
+
+    The file is written to a temporary file in the same directory and moved into place with
+    ``os.replace``, so ``path`` is either left as it was or holds the complete new file; the
+    temporary file is removed if writing fails.
+
+    Parameters
+    ----------
+    dataset : OfflineDataset
+    path : str or PathLike
+        Destination; its directory must exist.
+    overwrite : bool
+        Replace an existing file (otherwise refuse).
+
+    Raises
+    ------
+    FileExistsError
+        ``path`` exists and ``overwrite`` is False.
+    FileNotFoundError
+        The directory of ``path`` does not exist.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path}: dataset file already exists; pass overwrite=True to replace it")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"{path.parent}: directory for the dataset file {path.name} does not exist")
+    arrays = {name: getattr(dataset, name) for name in ARRAY_FIELDS}
+    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as tmp:
+            np.savez_compressed(tmp, metadata=np.array(json.dumps(dataset.metadata)), **arrays)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.chmod(tmp_name, 0o644)  # mkstemp creates 0600
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def load(path: str | os.PathLike) -> OfflineDataset:
+    """Read and validate a dataset written by :func:`save` (never unpickles anything).
+
+    Parameters
+    ----------
+    path : str or PathLike
+
+    Returns
+    -------
+    OfflineDataset
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``; the message gives the command that builds it.
+    ValueError
+        The file is truncated or corrupted, was written with another schema version, lacks an
+        array, or holds arrays that fail :class:`OfflineDataset`'s validation (wrong shape or
+        dtype, NaN, ...); the message names the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        match = _FILE_NAME.match(path.name)
+        fields = match.groupdict() if match else {"task": "T", "quality": "Q", "seed": "S"}
+        command = _COLLECT_COMMAND.format(data_dir=path.parent, **fields)
+        raise FileNotFoundError(f"{path}: dataset file does not exist; build it with `{command}`")
+    try:
+        npz = np.load(path, allow_pickle=False)
+        if not isinstance(npz, np.lib.npyio.NpzFile):
+            raise ValueError("a single .npy array, not an .npz archive")
+        with npz:
+            contents = {name: npz[name] for name in npz.files}
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as error:
+        raise ValueError(f"{path}: corrupted or truncated dataset file ({type(error).__name__}: {error})") from error
+    if "metadata" not in contents:
+        raise ValueError(f"{path}: not a dataset file (no metadata array)")
+    try:
+        metadata = json.loads(str(contents.pop("metadata")))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: corrupted metadata ({error})") from error
+    if not isinstance(metadata, dict):
+        raise ValueError(f"{path}: corrupted metadata (expected a JSON object)")
+    if metadata.get("schema_version") != SCHEMA_VERSION:
+        raise ValueError(
+            f"{path}: written with dataset schema version {metadata.get('schema_version')}, this toolkit reads "
+            f"schema version {SCHEMA_VERSION}; rebuild it with the current deep/collect.py"
+        )
+    missing = [name for name in ARRAY_FIELDS if name not in contents]
+    if missing:
+        raise ValueError(f"{path}: missing arrays {missing}")
+    try:
+        return OfflineDataset(**{name: contents[name] for name in ARRAY_FIELDS}, metadata=metadata)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from error
+
+
+def normalized_score(returns, reference: dict | None):
+    """D4RL-style normalized score ``100 (R - R_random) / (R_expert - R_random)``.
+
+    Parameters
+    ----------
+    returns : float or array_like
+        Undiscounted episode return(s) ``R``.
+    reference : dict
+        Holds ``"random"`` and ``"expert"`` returns (e.g. ``dataset.metadata["reference_returns"]``).
+
+    Returns
+    -------
+    float or ndarray of float64
+        Same shape as ``returns``: 0 at the random return, 100 at the expert return.
+
+    Raises
+    ------
+    ValueError
+        ``reference`` is missing, lacks a key, or has ``expert == random``.
+    """
+    if not isinstance(reference, dict) or not {"random", "expert"} <= reference.keys():
+        raise ValueError(f"reference: need a dict with 'random' and 'expert' returns, got {reference!r}")
+    random_return, expert_return = float(reference["random"]), float(reference["expert"])
+    if expert_return == random_return:
+        raise ValueError(f"reference: expert and random returns are equal ({expert_return}); the score is undefined")
+    scores = 100.0 * (np.asarray(returns, dtype=np.float64) - random_return) / (expert_return - random_return)
+    return float(scores) if scores.ndim == 0 else scores
+
+
+def import_omar(
+    root: str | os.PathLike, task: str, quality: str, seed: int, out_path: str | os.PathLike, overwrite: bool = False
+) -> OfflineDataset:
+    """Convert an original OMAR/CFCQL dataset into this toolkit's format and save it at ``out_path``.
+
+    Reads ``<root>/<env>/<quality>/seed_<seed>_data/`` with per-agent ``obs_i.npy, acs_i.npy,
+    rews_i.npy, next_obs_i.npy, dones_i.npy`` (and ``states_i.npy, next_states_i.npy`` for
+    HalfCheetah), ``<env>`` being simple_spread (cn), simple_tag (pp), simple_world (world) or
+    HalfCheetah-v2 (halfcheetah). The team is the first 3 (cn, pp), 4 (world) or 2 (halfcheetah)
+    agents' files; further files (the pretrained prey of pp and world) only enter the MPE state.
+
+    Conventions (also recorded in the metadata):
+
+    - rows are taken to be in time order, one episode after another (as a single rollout thread
+      writes them); episodes end at a done and every 25 (MPE) or 1000 (HalfCheetah) steps after
+      the previous end. ``metadata["next_row_continuity"]`` is the fraction of rows inside an
+      episode whose ``next_obs`` equals the next row's ``obs``: well below 1 means the ordering
+      assumption, and with it ``next_actions``, is wrong for that file;
+    - team reward = mean over the team agents of ``rews_i`` (OMAR evaluates Cooperative Navigation
+      by this mean; the predators of pp and world share one reward);
+    - terminals = any team agent's done (kept even where a done marks a time limit, as the original
+      learners mask by ``1 - done``); an episode end that is not a done is a truncation;
+    - ``next_actions`` = the next row's actions within the episode, the original loader's
+      approximation. The last row of an episode has no next action in the files and gets a copy
+      of its own actions: harmless at a terminal (masked), but a learner bootstrapping through a
+      truncation there uses that copy instead of the true ``a'``;
+    - state: HalfCheetah uses agent 0's ``states`` / ``next_states``; MPE (no states files) uses
+      the concatenation of every agent's observation in file order, prey included (as
+      ``env.state()`` does), with true sizes;
+    - reference returns are the public dataset-card returns of :data:`OMAR_REFERENCE_RETURNS`.
+
+    The original Cooperative Navigation reward differs from mpe2's (notes/environments.md), and
+    HalfCheetah ran on MuJoCo 2.0: imported returns are not comparable with this toolkit's envs.
+
+    Parameters
+    ----------
+    root : str or PathLike
+        Folder holding the environment folders.
+    task : {"cn", "pp", "world", "halfcheetah"}
+    quality : {"random", "medium-replay", "medium", "expert"}
+        The quality folder, spelled as in the OMAR/CFCQL READMEs (``medium-replay``).
+    seed : int
+        Dataset number ``k`` of ``seed_<k>_data``.
+    out_path : str or PathLike
+        Destination of the converted dataset (see :func:`save`).
+    overwrite : bool
+        Replace an existing ``out_path``.
+
+    Returns
+    -------
+    OfflineDataset
+        The converted dataset, as saved.
+
+    Raises
+    ------
+    ValueError
+        Unknown ``task`` or ``quality``; files with inconsistent lengths or shapes, or NaN.
+    FileNotFoundError
+        The dataset folder or a required file does not exist.
+    FileExistsError
+        ``out_path`` exists and ``overwrite`` is False (checked before converting).
+    """
+    if Path(out_path).exists() and not overwrite:
+        raise FileExistsError(f"{out_path}: dataset file already exists; pass overwrite=True to replace it")
+    if task not in _OMAR_LAYOUT:
+        raise ValueError(f"task: unknown task {task!r}; expected one of {tuple(_OMAR_LAYOUT)}")
+    if quality not in QUALITIES:
+        raise ValueError(f"quality: unknown quality {quality!r}; expected one of {QUALITIES}")
+    env_folder, n_team, episode_length = _OMAR_LAYOUT[task]
+    folder = Path(root) / env_folder / quality / f"seed_{seed}_data"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: OMAR dataset folder does not exist (expected <root>/{env_folder}/...)")
+    n_files = 0
+    while (folder / f"obs_{n_files}.npy").is_file():
+        n_files += 1
+    if n_files < n_team:
+        raise FileNotFoundError(f"{folder}: found obs files of {n_files} agents, task {task!r} needs {n_team}")
+
+    def read(name: str, ndim: int) -> np.ndarray:
+        file = folder / name
+        if not file.is_file():
+            raise FileNotFoundError(f"{file}: file of the OMAR dataset is missing")
+        array = np.load(file, allow_pickle=False)
+        if ndim == 1 and array.ndim == 2 and array.shape[1] == 1:
+            array = array[:, 0]
+        if array.ndim != ndim or array.shape[0] != n_transitions:
+            raise ValueError(f"{file}: expected {ndim}-D rows of {n_transitions} transitions, got shape {array.shape}")
+        return array
+
+    n_transitions = np.load(folder / "obs_0.npy", mmap_mode="r", allow_pickle=False).shape[0]
+    all_obs = [read(f"obs_{i}.npy", 2) for i in range(n_files)]
+    all_next_obs = [read(f"next_obs_{i}.npy", 2) for i in range(n_files)]
+    actions = [read(f"acs_{i}.npy", 2) for i in range(n_team)]
+    rewards = np.mean([read(f"rews_{i}.npy", 1) for i in range(n_team)], axis=0)
+    terminals = np.any([read(f"dones_{i}.npy", 1) != 0 for i in range(n_team)], axis=0)
+    if task == "halfcheetah":
+        state, next_state = read("states_0.npy", 2), read("next_states_0.npy", 2)
+        state_source = "states_0.npy / next_states_0.npy (MaMuJoCo global state)"
+    else:
+        state, next_state = np.concatenate(all_obs, axis=1), np.concatenate(all_next_obs, axis=1)
+        state_source = f"concatenation of the observations of all {n_files} agents with files, in file order"
+
+    rows = np.arange(n_transitions)
+    segment_start = np.maximum.accumulate(np.where(np.r_[True, terminals[:-1]], rows, 0))
+    episode_ids = np.cumsum((rows - segment_start) % episode_length == 0) - 1
+    episode_end = np.r_[episode_ids[1:] != episode_ids[:-1], True]
+    team_obs, team_next_obs = _pad(all_obs[:n_team]), _pad(all_next_obs[:n_team])
+    team_actions = _pad(actions)
+    inside = ~episode_end[:-1]
+    continuity = np.all(np.isclose(team_obs[1:], team_next_obs[:-1], rtol=0.0, atol=1e-6), axis=(1, 2))[inside]
+
+    metadata = {
+        "task": task,
+        "quality": quality,
+        "seed": int(seed),
+        "obs_dims": [obs.shape[1] for obs in all_obs[:n_team]],
+        "act_dims": [acs.shape[1] for acs in actions],
+        "generator": {
+            "name": "deep.datasets.import_omar",
+            "version": IMPORTER_VERSION,
+            "config": {"source": str(folder), "n_agent_files": n_files, "episode_length": episode_length},
+        },
+        "env_versions": {},
+        "behavior_checkpoint_sha256": None,
+        "reference_returns": {**OMAR_REFERENCE_RETURNS[task], "how": _OMAR_REFERENCE_HOW},
+        "reward_source": f"mean over the {n_team} team agents of rews_i.npy",
+        "terminals_source": "any team agent's dones_i.npy (time-limit dones included)",
+        "state_source": state_source,
+        "next_actions_source": (
+            "next dataset row within the same episode (the original CFCQL loader's approximation); "
+            "the last row of an episode holds a copy of its own actions"
+        ),
+        "next_row_continuity": float(continuity.mean()) if continuity.size else None,
+    }
+    dataset = OfflineDataset(
+        obs=team_obs,
+        actions=team_actions,
+        rewards=rewards.astype(np.float32),
+        next_obs=team_next_obs,
+        next_actions=team_actions[np.where(episode_end, rows, rows + 1)],
+        terminals=terminals,
+        truncations=episode_end & ~terminals,
+        state=state.astype(np.float32),
+        next_state=next_state.astype(np.float32),
+        episode_ids=episode_ids.astype(np.int64),
+        metadata=metadata,
+    )
+    save(dataset, out_path, overwrite=overwrite)
+    return dataset
+
+
+def _pad(per_agent: list[np.ndarray]) -> np.ndarray:
+    """Stack per-agent arrays ``[N, d_i]`` into float32 ``[N, n, max d_i]``, zero-padded."""
+    stacked = np.zeros((per_agent[0].shape[0], len(per_agent), max(a.shape[1] for a in per_agent)), np.float32)
+    for i, array in enumerate(per_agent):
+        stacked[:, i, : array.shape[1]] = array
+    return stacked
+
+
+def summary(data_dir: str | os.PathLike) -> list[dict]:
+    """Describe every dataset file (``*.npz``, recursively) under ``data_dir``.
+
+    Returns
+    -------
+    list of dict
+        One per file, sorted by path: ``file`` (relative to ``data_dir``), and either ``error``
+        (the file does not load) or ``task, quality, seed, size, episodes, return_mean,
+        return_std, normalized`` (``None`` without reference returns in the metadata).
+
+    Raises
+    ------
+    FileNotFoundError
+        ``data_dir`` is not a directory.
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise FileNotFoundError(f"{data_dir}: data directory does not exist")
+    rows = []
+    for path in sorted(data_dir.rglob("*.npz")):
+        row = {"file": str(path.relative_to(data_dir))}
+        try:
+            dataset = load(path)
+        except ValueError as error:
+            rows.append({**row, "error": str(error)})
+            continue
+        returns, meta = dataset.episode_returns(), dataset.metadata
+        reference = meta["reference_returns"]
+        rows.append(
+            {
+                **row,
+                "task": meta["task"],
+                "quality": meta["quality"],
+                "seed": meta["seed"],
+                "size": dataset.n_transitions,
+                "episodes": dataset.n_episodes,
+                "return_mean": float(returns.mean()),
+                "return_std": float(returns.std()),
+                "normalized": normalized_score(returns.mean(), reference) if reference is not None else None,
+            }
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m deep.datasets summary DIR``: print one line per dataset file under DIR.
+
+    Returns
+    -------
+    int
+        Exit status: 0, or 1 if a file under DIR does not load (its line shows the error).
+    """
+    parser = argparse.ArgumentParser(prog="python -m deep.datasets", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    summary_parser = commands.add_parser("summary", help="describe every dataset file under DIR")
+    summary_parser.add_argument("data_dir", metavar="DIR")
+    args = parser.parse_args(argv)
+    if not Path(args.data_dir).is_dir():
+        parser.error(f"DIR: {args.data_dir} is not a directory")
+
+    rows = summary(args.data_dir)
+    if not rows:
+        print(f"no dataset files (*.npz) under {args.data_dir}")
+        return 0
+    width = max(len("file"), *(len(row["file"]) for row in rows))
+    print(
+        f"{'file':<{width}}  {'task':<11} {'quality':<13} {'seed':>4} {'size':>9} {'episodes':>8} "
+        f"{'return mean':>12} {'std':>10} {'normalized':>10}"
+    )
+    for row in rows:
+        if "error" in row:
+            print(f"{row['file']:<{width}}  ERROR: {row['error']}")
+            continue
+        normalized = "-" if row["normalized"] is None else f"{row['normalized']:.1f}"
+        print(
+            f"{row['file']:<{width}}  {row['task']:<11} {row['quality']:<13} {row['seed']:>4} {row['size']:>9} "
+            f"{row['episodes']:>8} {row['return_mean']:>12.2f} {row['return_std']:>10.2f} {normalized:>10}"
+        )
+    return 1 if any("error" in row for row in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
