@@ -31,6 +31,7 @@ import tyro
 from tqdm import tqdm
 
 from .envs import TeamEnv, task_spec
+from .evaluation import team_returns
 from .networks import Actors, Critics, soft_update
 
 
@@ -79,7 +80,7 @@ class MATD3Config:
     checkpoint_every: int = 20_000
     """Write a resumable checkpoint every this many transitions (at the next episode boundary)."""
     out_dir: str = "runs/matd3"
-    """Where checkpoints, the actor weights and eval.jsonl go."""
+    """Where checkpoint.pt, actor.pt, eval.jsonl and snapshots/actor_<steps>.pt (one per evaluation) go."""
     resume: bool = False
     """Continue from out_dir/checkpoint.pt."""
     device: str = "auto"
@@ -200,19 +201,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def evaluate(agent: MATD3, task: str, episodes: int, seed: int) -> tuple[float, float]:
-    """Mean and std of the team return of the deterministic policy over ``episodes`` parallel episodes."""
-    env = TeamEnv(task, n_envs=episodes, seed=seed)
-    obs, _ = env.reset()
-    returns = np.zeros(episodes)
-    done = np.zeros(episodes, dtype=bool)
-    while not done.all():
-        obs, _, reward, terminated, truncated = env.step(agent.act(obs))
-        returns += reward * ~done
-        done |= terminated | truncated
-    return float(returns.mean()), float(returns.std())
-
-
 def save_atomically(payload: dict, path: Path) -> None:
     temporary = path.with_suffix(f".{os.getpid()}.tmp")
     torch.save(payload, temporary)
@@ -281,11 +269,15 @@ def train(config: MATD3Config, progress: bool = True, stop_at_return: float | No
                     agent.update(buffer.sample(rng, config.batch_size, device), generator)
         episodes += 1
         if steps >= next_eval:
-            mean, std = evaluate(agent, config.task, config.eval_episodes, seed=10_000_019 + config.seed)
+            returns = team_returns(config.task, agent.act, config.eval_episodes, seed=10_000_019 + config.seed)
+            mean, std = float(returns.mean()), float(returns.std())
             log.append({"steps": steps, "return_mean": mean, "return_std": std, "time": time.time()})
             bar.set_postfix(eval_return=f"{mean:.1f}")
             with open(out_dir / "eval.jsonl", "a") as handle:
                 handle.write(json.dumps(log[-1]) + "\n")
+            # every evaluated actor is kept: the medium behavior policy is chosen among them afterwards
+            (out_dir / "snapshots").mkdir(exist_ok=True)
+            save_atomically(agent.actors.state_dict(), out_dir / "snapshots" / f"actor_{steps:09d}.pt")
             next_eval += config.eval_every
             reached = stop_at_return is not None and mean >= stop_at_return
         if steps >= next_checkpoint or steps >= config.total_steps or reached:

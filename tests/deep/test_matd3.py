@@ -46,6 +46,7 @@ def test_short_run_writes_checkpoint_actor_and_eval_log(tmp_path):
     assert all(np.isfinite(row["return_mean"]) for row in rows)
     assert result["agent"].updates > 0
     assert not list(tmp_path.glob("*.tmp"))
+    assert sorted(p.name for p in (tmp_path / "snapshots").iterdir()) == ["actor_000000200.pt", "actor_000000400.pt"]
 
 
 def test_resume_continues_to_the_same_result(tmp_path):

@@ -1,0 +1,219 @@
+"""Build the offline datasets (D4RL-style recipe of the original benchmark).
+
+    python deep/collect.py --task cn --quality expert --size 100000 --seed 0 --data-dir data
+    python deep/collect.py                      # every task and quality of the small profile
+
+Qualities:
+* random: uniform random team actions in [-1, 1];
+* medium / expert: the shipped behavior actors (deep/behavior/<task>/) with Gaussian exploration
+  noise ``N(0, exploration_noise^2)``, clipped to [-1, 1];
+* medium-replay: every transition the seeded behavior training stored until the medium step, by
+  re-running that training (deterministic on the CPU); its size is what the buffer holds.
+
+Rollouts keep whole episodes (the size is rounded up to a multiple of the episode length) and
+store the exact next joint action ``a'``: the action taken at the next step, and for the last step
+of an episode an action the behavior draws at the final state. Files are cached under
+``data_dir`` as ``<task>_<quality>_seed<seed>.npz``, written atomically and never regenerated
+silently (``--overwrite`` rebuilds). The opponents of pp and world (prey, good agents) act
+uniformly at random until pretrained opponents are shipped; the metadata records it.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import math
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import tyro
+from tqdm import tqdm
+
+from deep.behavior import BEHAVIOR_DIR, file_sha256, load_actor, medium_replay_config, read_behavior
+from deep.datasets import QUALITIES, OfflineDataset, dataset_path, save
+from deep.envs import TASKS, TeamEnv, task_spec
+from deep.evaluation import deterministic_policy, uniform_policy
+from deep.matd3 import train
+
+#: Bumped whenever the generated data would change for the same config.
+GENERATOR_VERSION = 1
+PROFILE_SIZES = {"small": 100_000, "full": 1_000_000}
+ENV_PACKAGES = ("mpe2", "pettingzoo", "gymnasium", "gymnasium-robotics", "mujoco", "numpy", "torch")
+
+
+@dataclass
+class CollectConfig:
+    """Build one offline dataset, or all of them."""
+
+    task: str = "all"
+    """cn, pp, world, halfcheetah, or all."""
+    quality: str = "all"
+    """random, medium-replay, medium, expert, or all."""
+    size: int | None = None
+    """Transitions (rounded up to whole episodes); default: the profile's size. Ignored by medium-replay."""
+    profile: str = "small"
+    """small (100k transitions) or full (1M, the original benchmark's size)."""
+    seed: int = 0
+    """Seed of the rollouts (environment resets and exploration noise)."""
+    data_dir: str = "data"
+    """Where the datasets are cached."""
+    behavior_dir: str = str(BEHAVIOR_DIR)
+    """Where the behavior policies are (deep/behavior/<task>/)."""
+    exploration_noise: float = 0.1
+    """Std of the Gaussian noise on the medium and expert actions."""
+    n_envs: int = 16
+    """Episodes collected in parallel."""
+    overwrite: bool = False
+    """Rebuild a dataset that already exists."""
+    progress: bool = True
+    """Show progress bars."""
+
+
+def rollout(task: str, policy, n_transitions: int, seed: int, n_envs: int, progress: bool = False) -> dict:
+    """Collect whole episodes with ``policy`` (numpy in, numpy out) until ``n_transitions`` are reached.
+
+    Returns the per-step arrays of :class:`deep.datasets.OfflineDataset`, episode-major.
+    """
+    spec = task_spec(task)
+    n_episodes = math.ceil(n_transitions / spec.episode_length)
+    env = TeamEnv(task, n_envs=n_envs, seed=seed)
+    episodes: list[dict] = []
+    bar = tqdm(total=n_episodes * spec.episode_length, disable=not progress, desc=f"{task} rollouts")
+    for round_index in range(math.ceil(n_episodes / n_envs)):
+        obs, state = env.reset(seed=seed * 1_000_003 + round_index * n_envs)
+        steps = {
+            key: []
+            for key in ("obs", "actions", "rewards", "next_obs", "terminals", "truncations", "state", "next_state")
+        }
+        actions = policy(obs)
+        done = np.zeros(n_envs, dtype=bool)
+        while not done.all():
+            next_obs, next_state, reward, terminated, truncated = env.step(actions)
+            for key, value in zip(
+                steps, (obs, actions, reward, next_obs, terminated, truncated, state, next_state), strict=True
+            ):
+                steps[key].append(value)
+            done = terminated | truncated
+            if not (done.all() or not done.any()):
+                raise NotImplementedError(
+                    f"task {task}: copies ended at different steps; rollouts assume fixed-length episodes"
+                )
+            obs, state, actions = next_obs, next_state, policy(next_obs)
+            bar.update(n_envs)
+        stacked = {key: np.stack(values, axis=1) for key, values in steps.items()}  # [E, T, ...]
+        # a' of step t is the action of step t+1; after the last step, the action drawn at the final state
+        stacked["next_actions"] = np.concatenate([stacked["actions"][:, 1:], actions[:, None]], axis=1)
+        episodes.extend({key: value[e] for key, value in stacked.items()} for e in range(n_envs))
+    bar.close()
+    kept = episodes[:n_episodes]
+    arrays = {key: np.concatenate([episode[key] for episode in kept]) for key in kept[0]}
+    arrays["episode_ids"] = np.repeat(np.arange(len(kept)), [len(episode["rewards"]) for episode in kept])
+    return arrays
+
+
+def noisy_policy(actor_policy, noise: float, act_shape: tuple[int, int], seed: int):
+    """``clip(actor(o) + N(0, noise^2), -1, 1)`` with its own seeded generator."""
+    rng = np.random.default_rng(seed)
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        actions = actor_policy(obs) + rng.normal(scale=noise, size=(len(obs), *act_shape))
+        return np.clip(actions, -1.0, 1.0).astype(np.float32)
+
+    return act
+
+
+def replay_buffer_arrays(buffer, task: str, n_envs: int) -> dict:
+    """The medium-replay buffer (rows in insertion order: step-major, copy-minor) as episode-major arrays.
+
+    ``next_actions`` is the next step's action in the same episode; the last step of an episode
+    repeats its own action (the training run's actor at that moment is not stored).
+    """
+    spec = task_spec(task)
+    length = spec.episode_length
+    if buffer.size < buffer.capacity and buffer.cursor != buffer.size:
+        raise ValueError("buffer: not in insertion order")
+    if buffer.size >= buffer.capacity:
+        raise ValueError(f"buffer: capacity {buffer.capacity} reached, early transitions were overwritten")
+    rows = np.arange(buffer.size)
+    global_step, copy_index = rows // n_envs, rows % n_envs
+    episode, step = (global_step // length) * n_envs + copy_index, global_step % length
+    order = np.lexsort((step, episode))
+    arrays = {name: buffer.data[name][: buffer.size][order] for name in buffer.FIELDS}
+    episode, step = episode[order], step[order]
+    arrays["terminals"] = arrays["terminals"].astype(bool)
+    arrays["truncations"] = (step == length - 1) & ~arrays["terminals"]
+    last = np.r_[episode[1:] != episode[:-1], True]
+    arrays["next_actions"] = np.where(last[:, None, None], arrays["actions"], np.roll(arrays["actions"], -1, axis=0))
+    arrays["episode_ids"] = np.unique(episode, return_inverse=True)[1].astype(np.int64)
+    return arrays
+
+
+def build_dataset(config: CollectConfig, task: str, quality: str) -> Path:
+    """Build (or keep) one dataset file and return its path."""
+    Path(config.data_dir).mkdir(parents=True, exist_ok=True)
+    path = dataset_path(config.data_dir, task, quality, config.seed)
+    if path.exists() and not config.overwrite:
+        print(f"{path}: exists, kept (pass --overwrite to rebuild)")
+        return path
+    spec = task_spec(task)
+    size = config.size if config.size is not None else PROFILE_SIZES[config.profile]
+    has_behavior = (Path(config.behavior_dir) / task / "behavior.json").is_file()
+    # random data needs no behavior policy, but carries the reference returns when they exist
+    behavior = read_behavior(task, config.behavior_dir) if quality != "random" or has_behavior else None
+    checkpoint = None
+    if quality == "random":
+        arrays = rollout(task, uniform_policy(task, config.seed), size, config.seed, config.n_envs, config.progress)
+    elif quality in ("medium", "expert"):
+        checkpoint = Path(config.behavior_dir) / task / f"{quality}.pt"
+        actor = deterministic_policy(load_actor(checkpoint, task, behavior["matd3_config"]["hidden"]))
+        policy = noisy_policy(actor, config.exploration_noise, (spec.n_agents, spec.act_dim), config.seed)
+        arrays = rollout(task, policy, size, config.seed, config.n_envs, config.progress)
+    else:
+        run = behavior["matd3_config"]
+        if config.seed != run["seed"]:
+            raise ValueError(
+                f"seed: medium-replay is the buffer of the behavior training run (seed {run['seed']}); "
+                f"pass --seed {run['seed']}"
+            )
+        with tempfile.TemporaryDirectory() as work:
+            result = train(medium_replay_config(behavior, work), progress=config.progress)
+        arrays = replay_buffer_arrays(result["buffer"], task, run["n_envs"])
+    dtypes = {"episode_ids": np.int64, "terminals": bool, "truncations": bool}
+    arrays = {key: value.astype(dtypes.get(key, np.float32)) for key, value in arrays.items()}
+    metadata = {
+        "task": task,
+        "quality": quality,
+        "seed": config.seed,
+        "obs_dims": list(spec.obs_dims),
+        "act_dims": list(spec.act_dims),
+        "generator": {
+            "name": "deep.collect",
+            "version": GENERATOR_VERSION,
+            "config": asdict(config) | {"task": task, "quality": quality},
+        },
+        "env_versions": {name: importlib.metadata.version(name) for name in ENV_PACKAGES},
+        "behavior_checkpoint_sha256": None if checkpoint is None else file_sha256(checkpoint),
+        "reference_returns": None
+        if behavior is None
+        else {k: behavior["reference_returns"][k] for k in ("random", "expert")},
+        "opponent": "uniform random" if spec.opponents else None,
+    }
+    save(OfflineDataset(**arrays, metadata=metadata), path, overwrite=config.overwrite)
+    print(f"{path}: {len(arrays['rewards'])} transitions")
+    return path
+
+
+def main(config: CollectConfig) -> list[Path]:
+    tasks = TASKS if config.task == "all" else (config.task,)
+    qualities = QUALITIES if config.quality == "all" else (config.quality,)
+    for name, value, allowed in (("task", config.task, TASKS), ("quality", config.quality, QUALITIES)):
+        if value != "all" and value not in allowed:
+            raise ValueError(f"{name}: must be one of {', '.join(allowed)} or all, got {value!r}")
+    if config.profile not in PROFILE_SIZES:
+        raise ValueError(f"profile: must be one of {', '.join(PROFILE_SIZES)}, got {config.profile!r}")
+    return [build_dataset(config, task, quality) for task in tasks for quality in qualities]
+
+
+if __name__ == "__main__":
+    main(tyro.cli(CollectConfig))

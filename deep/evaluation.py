@@ -1,0 +1,40 @@
+"""Evaluation shared by the trainers and the dataset tools: many episodes at once, batched policy calls."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .envs import TeamEnv, task_spec
+
+
+def team_returns(task: str, policy, episodes: int, seed: int) -> np.ndarray:
+    """Team return of each of ``episodes`` episodes run as parallel copies, shape (episodes,).
+
+    ``policy(obs [E, n, obs_dim]) -> actions [E, n, act_dim]`` is called once per step for all copies.
+    """
+    env = TeamEnv(task, n_envs=episodes, seed=seed)
+    obs, _ = env.reset()
+    returns = np.zeros(episodes)
+    done = np.zeros(episodes, dtype=bool)
+    while not done.all():
+        obs, _, reward, terminated, truncated = env.step(policy(obs))
+        returns += reward * ~done
+        done |= terminated | truncated
+    return returns
+
+
+def uniform_policy(task: str, seed: int):
+    """Uniform random team actions in [-1, 1] (the Random quality's behavior), seeded."""
+    spec, rng = task_spec(task), np.random.default_rng(seed)
+    return lambda obs: rng.uniform(-1.0, 1.0, size=(len(obs), spec.n_agents, spec.act_dim)).astype(np.float32)
+
+
+def deterministic_policy(actors: torch.nn.Module):
+    """Wrap actors (``[B, n, obs_dim] -> [B, n, act_dim]``) as a numpy policy without gradients."""
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return actors(torch.as_tensor(obs, device=next(actors.parameters()).device)).cpu().numpy()
+
+    return act

@@ -1,0 +1,133 @@
+"""Behavior selection and dataset collection on tiny runs (CI never builds the real datasets)."""
+
+import numpy as np
+import pytest
+import torch
+
+from deep import collect
+from deep.behavior import BehaviorConfig, build_behavior, read_behavior
+from deep.datasets import load
+from deep.matd3 import MATD3Config, ReplayBuffer
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def behavior_dir(tmp_path_factory):
+    """A tiny CN behavior build: 400 transitions, two evaluated snapshots."""
+    root = tmp_path_factory.mktemp("behavior")
+    run = MATD3Config(
+        task="cn",
+        seed=0,
+        total_steps=400,
+        n_envs=4,
+        hidden=16,
+        batch_size=32,
+        learning_starts=100,
+        eval_every=200,
+        eval_episodes=2,
+        checkpoint_every=200,
+        out_dir=str(root / "run"),
+        device="cpu",
+    )
+    build_behavior(BehaviorConfig(matd3=run, reference_episodes=4, behavior_dir=str(root / "policies")), progress=False)
+    return root / "policies"
+
+
+def config(tmp_path, behavior_dir, **changes) -> collect.CollectConfig:
+    values = dict(
+        task="cn",
+        quality="random",
+        size=100,
+        seed=0,
+        data_dir=str(tmp_path / "data"),
+        behavior_dir=str(behavior_dir),
+        n_envs=3,
+        progress=False,
+    )
+    values.update(changes)
+    return collect.CollectConfig(**values)
+
+
+def test_behavior_record_names_reference_returns_and_the_medium_step(behavior_dir):
+    record = read_behavior("cn", behavior_dir)
+    assert {"random", "expert", "how"} <= set(record["reference_returns"])
+    assert record["medium"]["steps"] in (200, 400)
+    assert (behavior_dir / "cn" / "expert.pt").is_file() and (behavior_dir / "cn" / "medium.pt").is_file()
+
+
+def test_rollout_keeps_whole_episodes_and_exact_next_actions():
+    """a' is the next step's action in the episode; after the last step, the policy's action at the final state."""
+
+    def policy(obs):  # deterministic in the observation, so a' can be recomputed
+        return np.tanh(obs[:, :, :2]).astype(np.float32)
+
+    arrays = collect.rollout("cn", policy, 60, seed=5, n_envs=2)
+    assert len(arrays["rewards"]) == 75  # 60 rounded up to 3 whole 25-step episodes
+    assert np.array_equal(np.unique(arrays["episode_ids"]), [0, 1, 2])
+    for episode in range(3):
+        rows = np.flatnonzero(arrays["episode_ids"] == episode)
+        np.testing.assert_array_equal(arrays["next_actions"][rows[:-1]], arrays["actions"][rows[1:]])
+        np.testing.assert_array_equal(arrays["next_actions"][rows[-1]], policy(arrays["next_obs"][rows[-1:]])[0])
+        np.testing.assert_array_equal(arrays["obs"][rows[1:]], arrays["next_obs"][rows[:-1]])
+        assert arrays["truncations"][rows[-1]] and not arrays["truncations"][rows[:-1]].any()
+
+
+def test_same_seed_same_dataset_other_seed_differs(tmp_path, behavior_dir):
+    paths = [
+        collect.build_dataset(config(tmp_path / name, behavior_dir, seed=seed), "cn", "expert")
+        for name, seed in (("a", 0), ("b", 0), ("c", 1))
+    ]
+    a, b, c = (load(path) for path in paths)
+    for field in ("obs", "actions", "next_actions", "rewards", "state"):
+        assert np.array_equal(getattr(a, field), getattr(b, field))
+    assert not np.array_equal(a.actions, c.actions)
+    assert a.metadata["behavior_checkpoint_sha256"] == read_behavior("cn", behavior_dir)["expert"]["sha256"]
+    assert a.metadata["generator"]["version"] == collect.GENERATOR_VERSION
+
+
+def test_existing_dataset_is_kept_not_regenerated(tmp_path, behavior_dir, capsys):
+    path = collect.build_dataset(config(tmp_path, behavior_dir), "cn", "random")
+    before = path.read_bytes()
+    collect.build_dataset(config(tmp_path, behavior_dir, seed=0, size=200), "cn", "random")
+    assert "exists, kept" in capsys.readouterr().out and path.read_bytes() == before
+
+
+def test_medium_replay_is_the_behavior_training_buffer_up_to_medium(tmp_path, behavior_dir):
+    record = read_behavior("cn", behavior_dir)
+    dataset = load(
+        collect.build_dataset(config(tmp_path, behavior_dir, quality="medium-replay"), "cn", "medium-replay")
+    )
+    assert dataset.n_transitions == record["medium"]["steps"]
+    assert dataset.n_episodes == record["medium"]["steps"] // 25
+    for episode in range(dataset.n_episodes):
+        rows = np.flatnonzero(dataset.episode_ids == episode)
+        np.testing.assert_array_equal(dataset.obs[rows[1:]], dataset.next_obs[rows[:-1]])
+        np.testing.assert_array_equal(dataset.next_actions[rows[:-1]], dataset.actions[rows[1:]])
+    with pytest.raises(ValueError, match="seed: medium-replay is the buffer of the behavior training run"):
+        collect.build_dataset(
+            config(tmp_path / "other", behavior_dir, quality="medium-replay", seed=1), "cn", "medium-replay"
+        )
+
+
+def test_missing_behavior_and_bad_names_are_explained(tmp_path, behavior_dir):
+    with pytest.raises(FileNotFoundError, match=r"python -m deep\.behavior --task pp"):
+        collect.build_dataset(config(tmp_path, behavior_dir), "pp", "expert")
+    with pytest.raises(ValueError, match="task: must be one of"):
+        collect.main(config(tmp_path, behavior_dir, task="spread"))
+    with pytest.raises(ValueError, match="quality: must be one of"):
+        collect.main(config(tmp_path, behavior_dir, quality="medium_replay"))
+
+
+def test_replay_buffer_rows_are_reordered_episode_major():
+    """Rows arrive step-major over 2 copies; episodes of 25 steps come out contiguous, in time order."""
+    buffer = ReplayBuffer(200, n_agents=3, obs_dim=18, act_dim=2, state_dim=54)
+    for t in range(50):
+        batch = {name: np.zeros((2, *buffer.data[name].shape[1:]), np.float32) for name in buffer.FIELDS}
+        batch["rewards"] = np.array([t, 100 + t], np.float32)  # copy e at global step t
+        buffer.add(**batch)
+    arrays = collect.replay_buffer_arrays(buffer, "cn", n_envs=2)
+    expected = np.concatenate([np.arange(25), 100 + np.arange(25), 25 + np.arange(25), 125 + np.arange(25)])
+    np.testing.assert_array_equal(arrays["rewards"], expected)
+    np.testing.assert_array_equal(arrays["episode_ids"], np.repeat(np.arange(4), 25))
+    assert arrays["truncations"].sum() == 4
