@@ -60,6 +60,9 @@ Seeding
     afterwards: mpe2 and Gymnasium keep the generator of the seeded reset when ``reset`` gets no
     seed, so later episodes continue each copy's own random stream. The dynamics have no noise, so
     a run is deterministic given ``seed``, the team's actions and a deterministic opponent.
+    ``reset(seed=k)`` reseeds copy ``e`` with ``k + e`` (trainers do this every episode so that a run
+    resumed from a checkpoint continues exactly); it does not reseed a random opponent such as
+    :func:`uniform_opponent`, whose stream simply continues.
 """
 
 from __future__ import annotations
