@@ -38,3 +38,14 @@ def deterministic_policy(actors: torch.nn.Module):
             return actors(torch.as_tensor(obs, device=next(actors.parameters()).device)).cpu().numpy()
 
     return act
+
+
+def evaluation_report(returns: np.ndarray, reference: dict | None = None) -> dict:
+    """Mean and std of the team returns and, with reference returns ``{random, expert}``, of the normalized score."""
+    from .datasets import normalized_score
+
+    report = {"episodes": len(returns), "return_mean": float(np.mean(returns)), "return_std": float(np.std(returns))}
+    if reference is not None:
+        scores = normalized_score(np.asarray(returns, dtype=float), reference)
+        report |= {"normalized_mean": float(np.mean(scores)), "normalized_std": float(np.std(scores))}
+    return report
