@@ -1,0 +1,26 @@
+"""The behavior policies shipped in deep/behavior/ load safely, match their records and play as recorded."""
+
+import pytest
+
+from deep.behavior import BEHAVIOR_DIR, file_sha256, load_actor, read_behavior
+from deep.datasets import normalized_score
+from deep.evaluation import deterministic_policy, team_returns
+
+SHIPPED = sorted(path.parent.name for path in BEHAVIOR_DIR.glob("*/behavior.json"))
+
+
+@pytest.mark.parametrize("task", SHIPPED)
+def test_shipped_policies_match_their_hashes_and_scores(task):
+    record = read_behavior(task)
+    hidden = record["matd3_config"]["hidden"]
+    episodes = 20 if task != "halfcheetah" else 2
+    for quality, expected in (("expert", 100.0), ("medium", record["medium"]["normalized_score"])):
+        path = BEHAVIOR_DIR / task / f"{quality}.pt"
+        assert file_sha256(path) == record[quality]["sha256"]
+        returns = team_returns(task, deterministic_policy(load_actor(path, task, hidden)), episodes, seed=123)
+        # a fresh, smaller sample: within 15 normalized points of the recorded score
+        assert abs(float(normalized_score(returns.mean(), record["reference_returns"])) - expected) < 15.0
+
+
+def test_cn_policies_are_shipped():
+    assert "cn" in SHIPPED
