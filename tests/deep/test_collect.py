@@ -7,7 +7,8 @@ import torch
 from deep import collect
 from deep.behavior import BehaviorConfig, build_behavior, read_behavior
 from deep.datasets import load
-from deep.matd3 import MATD3Config, ReplayBuffer
+from deep.matd3 import ReplayBuffer
+from tests.deep.tiny import tiny_matd3_config
 
 torch.set_num_threads(1)
 
@@ -16,20 +17,7 @@ torch.set_num_threads(1)
 def behavior_dir(tmp_path_factory):
     """A tiny CN behavior build: 400 transitions, two evaluated snapshots."""
     root = tmp_path_factory.mktemp("behavior")
-    run = MATD3Config(
-        task="cn",
-        seed=0,
-        total_steps=400,
-        n_envs=4,
-        hidden=16,
-        batch_size=32,
-        learning_starts=100,
-        eval_every=200,
-        eval_episodes=2,
-        checkpoint_every=200,
-        out_dir=str(root / "run"),
-        device="cpu",
-    )
+    run = tiny_matd3_config(root / "run", seed=0)
     build_behavior(BehaviorConfig(matd3=run, reference_episodes=4, behavior_dir=str(root / "policies")), progress=False)
     return root / "policies"
 

@@ -6,29 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from deep.matd3 import MATD3Config, ReplayBuffer, train
+from deep.matd3 import ReplayBuffer, train
+from tests.deep.tiny import tiny_matd3_config
 
 torch.set_num_threads(1)
-
-
-def tiny_config(out_dir, **changes) -> MATD3Config:
-    values = dict(
-        task="cn",
-        seed=3,
-        total_steps=400,
-        n_envs=4,
-        hidden=16,
-        batch_size=32,
-        learning_starts=100,
-        updates_per_transition=0.25,
-        eval_every=200,
-        eval_episodes=2,
-        checkpoint_every=200,
-        out_dir=str(out_dir),
-        device="cpu",
-    )
-    values.update(changes)
-    return MATD3Config(**values)
 
 
 def parameters(agent) -> list[torch.Tensor]:
@@ -38,7 +19,7 @@ def parameters(agent) -> list[torch.Tensor]:
 
 
 def test_short_run_writes_checkpoint_actor_and_eval_log(tmp_path):
-    result = train(tiny_config(tmp_path), progress=False)
+    result = train(tiny_matd3_config(tmp_path), progress=False)
     assert result["steps"] == 400
     assert (tmp_path / "checkpoint.pt").is_file() and (tmp_path / "actor.pt").is_file()
     rows = [json.loads(line) for line in (tmp_path / "eval.jsonl").read_text().splitlines()]
@@ -51,18 +32,18 @@ def test_short_run_writes_checkpoint_actor_and_eval_log(tmp_path):
 
 def test_resume_continues_to_the_same_result(tmp_path):
     """A run stopped at 200 transitions and resumed equals an uninterrupted 400-transition run (CPU)."""
-    whole = train(tiny_config(tmp_path / "whole"), progress=False)
-    train(tiny_config(tmp_path / "split", total_steps=200), progress=False)
-    resumed = train(tiny_config(tmp_path / "split", resume=True), progress=False)
+    whole = train(tiny_matd3_config(tmp_path / "whole"), progress=False)
+    train(tiny_matd3_config(tmp_path / "split", total_steps=200), progress=False)
+    resumed = train(tiny_matd3_config(tmp_path / "split", resume=True), progress=False)
     for a, b in zip(parameters(whole["agent"]), parameters(resumed["agent"]), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert whole["log"][-1]["return_mean"] == resumed["log"][-1]["return_mean"]
 
 
 def test_same_seed_same_networks_other_seed_differs(tmp_path):
-    first = train(tiny_config(tmp_path / "a", total_steps=200), progress=False)
-    second = train(tiny_config(tmp_path / "b", total_steps=200), progress=False)
-    other = train(tiny_config(tmp_path / "c", total_steps=200, seed=4), progress=False)
+    first = train(tiny_matd3_config(tmp_path / "a", total_steps=200), progress=False)
+    second = train(tiny_matd3_config(tmp_path / "b", total_steps=200), progress=False)
+    other = train(tiny_matd3_config(tmp_path / "c", total_steps=200, seed=4), progress=False)
     for a, b in zip(parameters(first["agent"]), parameters(second["agent"]), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert any(
@@ -72,10 +53,10 @@ def test_same_seed_same_networks_other_seed_differs(tmp_path):
 
 def test_resume_refuses_a_missing_checkpoint_or_another_config(tmp_path):
     with pytest.raises(FileNotFoundError, match="resume: no checkpoint"):
-        train(tiny_config(tmp_path / "none", resume=True), progress=False)
-    train(tiny_config(tmp_path / "run", total_steps=200), progress=False)
+        train(tiny_matd3_config(tmp_path / "none", resume=True), progress=False)
+    train(tiny_matd3_config(tmp_path / "run", total_steps=200), progress=False)
     with pytest.raises(ValueError, match=r"resume: the checkpoint .* another config"):
-        train(tiny_config(tmp_path / "run", resume=True, gamma=0.5), progress=False)
+        train(tiny_matd3_config(tmp_path / "run", resume=True, gamma=0.5), progress=False)
 
 
 def test_replay_buffer_is_fifo_and_round_trips():
