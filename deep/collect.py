@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import math
+import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -204,7 +205,12 @@ def build_dataset(config: CollectConfig, task: str, quality: str) -> Path:
     return path
 
 
-def main(config: CollectConfig) -> list[Path]:
+def main(config: CollectConfig) -> tuple[list[Path], list[str]]:
+    """Build the requested datasets; returns the built paths and, for ``all``, what had to be skipped.
+
+    A single explicit request without its behavior policies raises; with ``--task all`` or
+    ``--quality all`` every dataset that can be built is built and the rest is listed.
+    """
     tasks = TASKS if config.task == "all" else (config.task,)
     qualities = QUALITIES if config.quality == "all" else (config.quality,)
     for name, value, allowed in (("task", config.task, TASKS), ("quality", config.quality, QUALITIES)):
@@ -212,8 +218,19 @@ def main(config: CollectConfig) -> list[Path]:
             raise ValueError(f"{name}: must be one of {', '.join(allowed)} or all, got {value!r}")
     if config.profile not in PROFILE_SIZES:
         raise ValueError(f"profile: must be one of {', '.join(PROFILE_SIZES)}, got {config.profile!r}")
-    return [build_dataset(config, task, quality) for task in tasks for quality in qualities]
+    built, skipped = [], []
+    for task in tasks:
+        for quality in qualities:
+            try:
+                built.append(build_dataset(config, task, quality))
+            except FileNotFoundError as error:
+                if len(tasks) == len(qualities) == 1:
+                    raise
+                skipped.append(f"{task} {quality}: {error}")
+    for message in skipped:
+        print(f"skipped {message}")
+    return built, skipped
 
 
 if __name__ == "__main__":
-    main(tyro.cli(CollectConfig))
+    sys.exit(1 if main(tyro.cli(CollectConfig))[1] else 0)

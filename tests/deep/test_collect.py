@@ -119,3 +119,11 @@ def test_replay_buffer_rows_are_reordered_episode_major():
     np.testing.assert_array_equal(arrays["rewards"], expected)
     np.testing.assert_array_equal(arrays["episode_ids"], np.repeat(np.arange(4), 25))
     assert arrays["truncations"].sum() == 4
+
+
+def test_all_builds_what_it_can_and_lists_what_it_skipped(tmp_path, behavior_dir, capsys):
+    built, skipped = collect.main(config(tmp_path, behavior_dir, task="pp", quality="all", size=50))
+    assert [path.name for path in built] == ["pp_random_seed0.npz"]
+    assert len(skipped) == 3 and all("python -m deep.behavior --task pp" in message for message in skipped)
+    assert "skipped pp expert" in capsys.readouterr().out
+    assert load(built[0]).metadata["opponent"] == "uniform random"
