@@ -26,14 +26,11 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import torch
 import tyro
 
 from .datasets import normalized_score
-from .envs import task_spec
-from .evaluation import deterministic_policy, team_returns, uniform_policy
+from .evaluation import deterministic_policy, load_actor, team_returns, uniform_policy
 from .matd3 import MATD3Config, train
-from .networks import Actors
 
 BEHAVIOR_DIR = Path(__file__).resolve().parent / "behavior"
 
@@ -48,19 +45,6 @@ class BehaviorConfig:
     """Episodes per reference-return measurement (random, expert, each medium candidate)."""
     behavior_dir: str = str(BEHAVIOR_DIR)
     """Where <task>/expert.pt, medium.pt and behavior.json are written."""
-
-
-def load_actor(path, task: str, hidden: int) -> Actors:
-    """Load actor weights written by the trainer (``weights_only``: no code runs on load)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"path: no actor weights at {path}; train them with python -m deep.behavior --task {task}"
-        )
-    spec = task_spec(task)
-    actors = Actors(spec.n_agents, spec.obs_dim, spec.act_dim, hidden)
-    actors.load_state_dict(torch.load(path, weights_only=True, map_location="cpu"))
-    return actors.eval()
 
 
 def file_sha256(path) -> str:

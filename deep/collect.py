@@ -31,10 +31,10 @@ import numpy as np
 import tyro
 from tqdm import tqdm
 
-from deep.behavior import BEHAVIOR_DIR, file_sha256, load_actor, medium_replay_config, read_behavior
+from deep.behavior import BEHAVIOR_DIR, file_sha256, medium_replay_config, read_behavior
 from deep.datasets import QUALITIES, OfflineDataset, dataset_path, save
 from deep.envs import TASKS, TeamEnv, task_spec
-from deep.evaluation import deterministic_policy, uniform_policy
+from deep.evaluation import deterministic_policy, load_actor, uniform_policy
 from deep.matd3 import train
 
 #: Bumped whenever the generated data would change for the same config.

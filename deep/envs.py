@@ -73,6 +73,9 @@ from dataclasses import dataclass
 import numpy as np
 
 TASKS = ("cn", "pp", "world", "halfcheetah")
+#: The other side of the competitive tasks, for training the fixed opponents: the prey of pp, the
+#: good agents of world, with the benchmark team as their opponents.
+OPPONENT_TASKS = ("pp-prey", "world-good")
 
 MPE_EPISODE_LENGTH = 25
 HALFCHEETAH_EPISODE_LENGTH = 1000  # HalfCheetah-v5's TimeLimit
@@ -95,7 +98,7 @@ class TaskSpec:
     Attributes
     ----------
     name : str
-        One of :data:`TASKS`.
+        One of :data:`TASKS` or :data:`OPPONENT_TASKS`.
     team : tuple of str
         Environment agent ids the learners control, in the order of the agent axis.
     opponents : tuple of str
@@ -108,6 +111,9 @@ class TaskSpec:
         Steps per episode: 25 for MPE, 1000 for HalfCheetah.
     opponent_obs_dims, opponent_act_dims : tuple of int
         True observation and action size of each opponent.
+    environment : str
+        The benchmark task whose environment runs this spec (itself, except for the opponent-side
+        tasks of :data:`OPPONENT_TASKS`).
     """
 
     name: str
@@ -119,6 +125,11 @@ class TaskSpec:
     episode_length: int
     opponent_obs_dims: tuple[int, ...] = ()
     opponent_act_dims: tuple[int, ...] = ()
+    environment: str = ""
+
+    def __post_init__(self):
+        if not self.environment:
+            object.__setattr__(self, "environment", self.name)
 
     @property
     def n_agents(self) -> int:
@@ -195,10 +206,45 @@ _SPECS = {
 }
 
 
+_SPECS["pp-prey"] = TaskSpec(
+    name="pp-prey",
+    team=_SPECS["pp"].opponents,
+    opponents=_SPECS["pp"].team,
+    obs_dims=_SPECS["pp"].opponent_obs_dims,
+    act_dims=_SPECS["pp"].opponent_act_dims,
+    state_dim=_SPECS["pp"].state_dim,
+    episode_length=MPE_EPISODE_LENGTH,
+    opponent_obs_dims=_SPECS["pp"].obs_dims,
+    opponent_act_dims=_SPECS["pp"].act_dims,
+    environment="pp",
+)
+_SPECS["world-good"] = TaskSpec(
+    name="world-good",
+    team=_SPECS["world"].opponents,
+    opponents=_SPECS["world"].team,
+    obs_dims=_SPECS["world"].opponent_obs_dims,
+    act_dims=_SPECS["world"].opponent_act_dims,
+    state_dim=_SPECS["world"].state_dim,
+    episode_length=MPE_EPISODE_LENGTH,
+    opponent_obs_dims=_SPECS["world"].obs_dims,
+    opponent_act_dims=_SPECS["world"].act_dims,
+    environment="world",
+)
+
+
+def opponent_task(task: str) -> str:
+    """The task whose team is ``task``'s opponents (``pp`` <-> ``pp-prey``, ``world`` <-> ``world-good``)."""
+    spec = task_spec(task)
+    for name, other in _SPECS.items():
+        if other.environment == spec.environment and other.team == spec.opponents and spec.opponents:
+            return name
+    raise ValueError(f"task: {task!r} has no opponents")
+
+
 def task_spec(task: str) -> TaskSpec:
     """The :class:`TaskSpec` of ``task``; ``ValueError`` naming ``task`` if it is not in :data:`TASKS`."""
     if task not in _SPECS:
-        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+        raise ValueError(f"task must be one of {TASKS + OPPONENT_TASKS}, got {task!r}")
     return _SPECS[task]
 
 
@@ -302,7 +348,7 @@ class TeamEnv:
         self.seed = seed
         self._opponent = opponent
         self._is_mpe = task != "halfcheetah"
-        self._envs = [_make_env(task) for _ in range(n_envs)]
+        self._envs = [_make_env(self.spec.environment) for _ in range(n_envs)]
         self._check_installed_env(self._envs[0])
         self._first_reset = True
         self._needs_reset = True

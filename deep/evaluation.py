@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
 from .envs import TeamEnv, task_spec
+from .networks import Actors
 
 
-def team_returns(task: str, policy, episodes: int, seed: int) -> np.ndarray:
+def team_returns(task: str, policy, episodes: int, seed: int, opponent=None) -> np.ndarray:
     """Team return of each of ``episodes`` episodes run as parallel copies, shape (episodes,).
 
-    ``policy(obs [E, n, obs_dim]) -> actions [E, n, act_dim]`` is called once per step for all copies.
+    ``policy(obs [E, n, obs_dim]) -> actions [E, n, act_dim]`` is called once per step for all copies;
+    ``opponent`` drives the other side (see :class:`deep.envs.TeamEnv`).
     """
-    env = TeamEnv(task, n_envs=episodes, seed=seed)
+    env = TeamEnv(task, n_envs=episodes, seed=seed, opponent=opponent)
     obs, _ = env.reset()
     returns = np.zeros(episodes)
     done = np.zeros(episodes, dtype=bool)
@@ -49,3 +53,16 @@ def evaluation_report(returns: np.ndarray, reference: dict | None = None) -> dic
         scores = normalized_score(np.asarray(returns, dtype=float), reference)
         report |= {"normalized_mean": float(np.mean(scores)), "normalized_std": float(np.std(scores))}
     return report
+
+
+def load_actor(path, task: str, hidden: int) -> Actors:
+    """Load actor weights of ``task``'s team written by the trainer (``weights_only``: no code runs on load)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"path: no actor weights at {path}; train them with python -m deep.behavior --task {task}"
+        )
+    spec = task_spec(task)
+    actors = Actors(spec.n_agents, spec.obs_dim, spec.act_dim, hidden)
+    actors.load_state_dict(torch.load(path, weights_only=True, map_location="cpu"))
+    return actors.eval()

@@ -30,8 +30,8 @@ import torch
 import tyro
 from tqdm import tqdm
 
-from .envs import TeamEnv, task_spec
-from .evaluation import team_returns
+from .envs import TeamEnv, opponent_task, task_spec
+from .evaluation import deterministic_policy, load_actor, team_returns
 from .networks import Actors, Critics, soft_update
 
 
@@ -83,6 +83,11 @@ class MATD3Config:
     """Where checkpoint.pt, actor.pt, eval.jsonl and snapshots/actor_<steps>.pt (one per evaluation) go."""
     resume: bool = False
     """Continue from out_dir/checkpoint.pt."""
+    opponent_actor: str | None = None
+    """Actor weights of the other side (pp, world, pp-prey, world-good), played deterministically;
+    default: uniform random opponents."""
+    opponent_hidden: int = 64
+    """Hidden width of the opponent actor."""
     device: str = "auto"
     """cpu, cuda, or auto (cuda when available)."""
 
@@ -190,6 +195,13 @@ class MATD3:
         self.updates = int(state["updates"])
 
 
+def make_opponent(config: MATD3Config):
+    """The fixed opponent of the run: ``config.opponent_actor`` played deterministically, or None (uniform)."""
+    if config.opponent_actor is None:
+        return None
+    return deterministic_policy(load_actor(config.opponent_actor, opponent_task(config.task), config.opponent_hidden))
+
+
 def _resumable_fields(config: dict) -> dict:
     """The config fields a resumed run must share with its checkpoint (it may run longer, elsewhere)."""
     return {key: value for key, value in config.items() if key not in ("resume", "total_steps", "device")}
@@ -235,7 +247,8 @@ def train(config: MATD3Config, progress: bool = True, stop_at_return: float | No
         generator.set_state(state["torch_rng"])
         steps, episodes, log = int(state["steps"]), int(state["episodes"]), json.loads(state["log"])
 
-    env = TeamEnv(config.task, n_envs=config.n_envs, seed=config.seed)
+    opponent = make_opponent(config)
+    env = TeamEnv(config.task, n_envs=config.n_envs, seed=config.seed, opponent=opponent)
     bar = tqdm(total=config.total_steps, initial=steps, disable=not progress, desc=f"MATD3 {config.task}")
     next_eval = (steps // config.eval_every + 1) * config.eval_every
     next_checkpoint = (steps // config.checkpoint_every + 1) * config.checkpoint_every
@@ -269,7 +282,9 @@ def train(config: MATD3Config, progress: bool = True, stop_at_return: float | No
                     agent.update(buffer.sample(rng, config.batch_size, device), generator)
         episodes += 1
         if steps >= next_eval:
-            returns = team_returns(config.task, agent.act, config.eval_episodes, seed=10_000_019 + config.seed)
+            returns = team_returns(
+                config.task, agent.act, config.eval_episodes, seed=10_000_019 + config.seed, opponent=opponent
+            )
             mean, std = float(returns.mean()), float(returns.std())
             log.append({"steps": steps, "return_mean": mean, "return_std": std, "time": time.time()})
             bar.set_postfix(eval_return=f"{mean:.1f}")

@@ -306,3 +306,21 @@ def test_reset_with_a_seed_reseeds_every_copy():
     obs_used, state_used = used.reset(seed=50)
     np.testing.assert_array_equal(obs_fresh, obs_used)
     np.testing.assert_array_equal(state_fresh, state_used)
+
+
+@pytest.mark.parametrize(("task", "benchmark_task"), [("pp-prey", "pp"), ("world-good", "world")])
+def test_opponent_side_tasks_swap_team_and_opponents(task, benchmark_task):
+    """pp-prey / world-good run the same environment with the benchmark team as the opponents."""
+    from deep.envs import OPPONENT_TASKS, opponent_task
+
+    spec, mirrored = task_spec(task), task_spec(benchmark_task)
+    assert task in OPPONENT_TASKS and opponent_task(task) == benchmark_task and opponent_task(benchmark_task) == task
+    assert (spec.team, spec.opponents) == (mirrored.opponents, mirrored.team)
+    assert spec.environment == benchmark_task and spec.state_dim == mirrored.state_dim
+    env = TeamEnv(task, n_envs=2, seed=1)
+    obs, state = env.reset()
+    assert obs.shape == (2, spec.n_agents, spec.obs_dim) and state.shape == (2, mirrored.state_dim)
+    _, _, reward, _, truncated = env.step(np.zeros((2, spec.n_agents, spec.act_dim), dtype=np.float32))
+    assert reward.shape == (2,) and not truncated.any()
+    with pytest.raises(ValueError, match="has no opponents"):
+        opponent_task("cn")

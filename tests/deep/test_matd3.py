@@ -75,3 +75,23 @@ def test_replay_buffer_is_fifo_and_round_trips():
     copy = ReplayBuffer(5, 2, 3, 1, 4)
     copy.load_state_dict(buffer.state_dict())
     assert copy.cursor == buffer.cursor and np.array_equal(copy.data["obs"], buffer.data["obs"])
+
+
+def test_training_against_a_fixed_opponent_actor(tmp_path):
+    """The prey of pp trains against the predators' saved actor (the other side's task: pp)."""
+    train(tiny_matd3_config(tmp_path / "predators", task="pp", total_steps=200), progress=False)
+    prey = train(
+        tiny_matd3_config(
+            tmp_path / "prey",
+            task="pp-prey",
+            total_steps=200,
+            opponent_actor=str(tmp_path / "predators" / "actor.pt"),
+            opponent_hidden=16,
+        ),
+        progress=False,
+    )
+    assert prey["steps"] == 200 and np.isfinite(prey["log"][-1]["return_mean"])
+    with pytest.raises(FileNotFoundError, match="no actor weights"):
+        train(
+            tiny_matd3_config(tmp_path / "x", task="pp-prey", opponent_actor=str(tmp_path / "none.pt")), progress=False
+        )
