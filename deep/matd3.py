@@ -203,7 +203,11 @@ def make_opponent(config: MATD3Config):
 
 
 def _resumable_fields(config: dict) -> dict:
-    """The config fields a resumed run must share with its checkpoint (it may run longer, elsewhere)."""
+    """The config fields a resumed run must share with its checkpoint (it may run longer, elsewhere).
+
+    A field the checkpoint does not know (added to the config after it was written) takes its default.
+    """
+    config = asdict(MATD3Config()) | config
     return {key: value for key, value in config.items() if key not in ("resume", "total_steps", "device")}
 
 

@@ -95,3 +95,12 @@ def test_training_against_a_fixed_opponent_actor(tmp_path):
         train(
             tiny_matd3_config(tmp_path / "x", task="pp-prey", opponent_actor=str(tmp_path / "none.pt")), progress=False
         )
+
+
+def test_resume_reads_a_checkpoint_written_before_a_config_field_existed(tmp_path):
+    """A field added to MATD3Config later takes its default when the checkpoint does not have it."""
+    train(tiny_matd3_config(tmp_path, total_steps=200), progress=False)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    del state["config"]["opponent_hidden"]
+    torch.save(state, tmp_path / "checkpoint.pt")
+    assert train(tiny_matd3_config(tmp_path, resume=True), progress=False)["steps"] == 400
