@@ -250,6 +250,10 @@ def train(config: MATD3Config, progress: bool = True, stop_at_return: float | No
         rng.bit_generator.state = json.loads(state["numpy_rng"])
         generator.set_state(state["torch_rng"])
         steps, episodes, log = int(state["steps"]), int(state["episodes"]), json.loads(state["log"])
+        # evaluations written after the checkpoint (a run killed between the two) are redone, not repeated
+        temporary = out_dir / f"eval.jsonl.{os.getpid()}.tmp"
+        temporary.write_text("".join(json.dumps(row) + "\n" for row in log))
+        os.replace(temporary, out_dir / "eval.jsonl")
 
     opponent = make_opponent(config)
     env = TeamEnv(config.task, n_envs=config.n_envs, seed=config.seed, opponent=opponent)

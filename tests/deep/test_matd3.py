@@ -40,6 +40,16 @@ def test_resume_continues_to_the_same_result(tmp_path):
     assert whole["log"][-1]["return_mean"] == resumed["log"][-1]["return_mean"]
 
 
+def test_resume_drops_evaluations_written_after_the_checkpoint(tmp_path):
+    """A run killed after an evaluation but before its checkpoint leaves no duplicate line once resumed."""
+    train(tiny_matd3_config(tmp_path, total_steps=200), progress=False)
+    with open(tmp_path / "eval.jsonl", "a") as handle:
+        handle.write(json.dumps({"steps": 300, "return_mean": 0.0}) + "\n")
+    train(tiny_matd3_config(tmp_path, resume=True), progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "eval.jsonl").read_text().splitlines()]
+    assert [row["steps"] for row in rows] == [200, 400]
+
+
 def test_same_seed_same_networks_other_seed_differs(tmp_path):
     first = train(tiny_matd3_config(tmp_path / "a", total_steps=200), progress=False)
     second = train(tiny_matd3_config(tmp_path / "b", total_steps=200), progress=False)
