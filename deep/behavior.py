@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import tyro
 
+from ._files import write_atomically
 from .datasets import normalized_score
 from .evaluation import deterministic_policy, load_actor, team_returns, uniform_policy
 from .matd3 import MATD3Config, train
@@ -75,8 +75,8 @@ def build_behavior(config: BehaviorConfig, progress: bool = True) -> dict:
 
     target = Path(config.behavior_dir) / task
     target.mkdir(parents=True, exist_ok=True)
-    _copy_atomically(out_dir / "actor.pt", target / "expert.pt")
-    _copy_atomically(medium_snapshot, target / "medium.pt")
+    for source, name in ((out_dir / "actor.pt", "expert.pt"), (medium_snapshot, "medium.pt")):
+        write_atomically(target / name, lambda temporary, source=source: temporary.write_bytes(source.read_bytes()))
     record = {
         "task": task,
         "matd3_config": asdict(run) | {"resume": False},
@@ -95,9 +95,8 @@ def build_behavior(config: BehaviorConfig, progress: bool = True) -> dict:
         },
         "wall_time_s": time.time() - start,
     }
-    temporary = target / f"behavior.json.{os.getpid()}.tmp"
-    temporary.write_text(json.dumps(record, indent=1) + "\n")
-    os.replace(temporary, target / "behavior.json")
+    text = json.dumps(record, indent=1) + "\n"
+    write_atomically(target / "behavior.json", lambda temporary: temporary.write_text(text))
     return record
 
 
@@ -115,12 +114,6 @@ def read_behavior(task: str, behavior_dir=BEHAVIOR_DIR) -> dict:
 def medium_replay_config(record: dict, out_dir) -> MATD3Config:
     """The seeded training of ``record`` stopped at the medium step (its buffer is the medium-replay data)."""
     return replace(MATD3Config(**record["matd3_config"]), total_steps=record["medium"]["steps"], out_dir=str(out_dir))
-
-
-def _copy_atomically(source: Path, destination: Path) -> None:
-    temporary = destination.with_suffix(f".{os.getpid()}.tmp")
-    temporary.write_bytes(source.read_bytes())
-    os.replace(temporary, destination)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ import torch
 import tyro
 from tqdm import tqdm
 
+from ._files import write_atomically
 from .envs import TeamEnv, opponent_task, task_spec
 from .evaluation import deterministic_policy, load_actor, team_returns
 from .networks import Actors, Critics, soft_update
@@ -218,9 +218,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def save_atomically(payload: dict, path: Path) -> None:
-    temporary = path.with_suffix(f".{os.getpid()}.tmp")
-    torch.save(payload, temporary)
-    os.replace(temporary, path)
+    write_atomically(path, lambda temporary: torch.save(payload, temporary))
 
 
 def train(config: MATD3Config, progress: bool = True, stop_at_return: float | None = None) -> dict:
@@ -251,9 +249,8 @@ def train(config: MATD3Config, progress: bool = True, stop_at_return: float | No
         generator.set_state(state["torch_rng"])
         steps, episodes, log = int(state["steps"]), int(state["episodes"]), json.loads(state["log"])
         # evaluations written after the checkpoint (a run killed between the two) are redone, not repeated
-        temporary = out_dir / f"eval.jsonl.{os.getpid()}.tmp"
-        temporary.write_text("".join(json.dumps(row) + "\n" for row in log))
-        os.replace(temporary, out_dir / "eval.jsonl")
+        lines = "".join(json.dumps(row) + "\n" for row in log)
+        write_atomically(out_dir / "eval.jsonl", lambda temporary: temporary.write_text(lines))
 
     opponent = make_opponent(config)
     env = TeamEnv(config.task, n_envs=config.n_envs, seed=config.seed, opponent=opponent)

@@ -37,7 +37,7 @@ import numpy as np
 from ._validate import check_gamma
 from .backups import k_backups
 from .datasets import Dataset
-from .policies import FactorizedPolicy
+from .policies import FactorizedPolicy, JointPolicy
 
 #: Added to the ensemble standard deviation before inverting it (eq. 7), so that an ensemble
 #: that agrees exactly gets a large finite weight rather than a division by zero.
@@ -213,7 +213,7 @@ def _fitted_iteration(
         q = rng.uniform(-v_max, v_max, size=(n_members, *shape))
     data_weight = np.stack([np.bincount(cell, w, minlength=q[0].size).reshape(shape) for w in member_weights])
     if policy is None:
-        policy = FactorizedPolicy(_marginals(behavior))
+        policy = FactorizedPolicy(JointPolicy(behavior).marginals())
 
     seen_policies, next_state_weights, iterations, converged = [], None, 0, False
     for _ in range(int(max_policy_iter)):
@@ -342,11 +342,6 @@ def _behavior_with_uniform_fallback(dataset: Dataset) -> np.ndarray:
     unseen = flat.sum(axis=1) == 0
     flat[unseen] = 1.0 / flat.shape[1]
     return behavior
-
-
-def _marginals(behavior: np.ndarray) -> list[np.ndarray]:
-    axes = range(1, behavior.ndim)
-    return [behavior.sum(axis=tuple(a for a in axes if a != i)) for i in axes]
 
 
 def _per_state(transition_weights: np.ndarray, dataset: Dataset) -> np.ndarray:
