@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
+
+
+def file_sha256(path) -> str:
+    """Hex SHA-256 of a file's bytes (recorded for every shipped checkpoint)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def write_atomically(path, write: Callable[[Path], None]) -> None:

@@ -14,8 +14,9 @@ Rollouts keep whole episodes (the size is rounded up to a multiple of the episod
 store the exact next joint action ``a'``: the action taken at the next step, and for the last step
 of an episode an action the behavior draws at the final state. Files are cached under
 ``data_dir`` as ``<task>_<quality>_seed<seed>.npz``, written atomically and never regenerated
-silently (``--overwrite`` rebuilds). The opponents of pp and world (prey, good agents) act
-uniformly at random until pretrained opponents are shipped; the metadata records it.
+silently (``--overwrite`` rebuilds). The opponents of pp and world (prey, good agents) are the
+shipped pretrained ones (``deep/behavior/<task>/opponent.pt``, played deterministically), for every
+quality; the metadata records their hash.
 """
 
 from __future__ import annotations
@@ -31,11 +32,13 @@ import numpy as np
 import tyro
 from tqdm import tqdm
 
-from deep.behavior import BEHAVIOR_DIR, file_sha256, medium_replay_config, read_behavior
+from deep._files import file_sha256
+from deep.behavior import medium_replay_config, read_behavior
 from deep.datasets import QUALITIES, OfflineDataset, dataset_path, save
 from deep.envs import TASKS, TeamEnv, task_spec
 from deep.evaluation import deterministic_policy, load_actor, uniform_policy
 from deep.matd3 import train
+from deep.opponents import BEHAVIOR_DIR, OPPONENT_FILE, load_opponent
 
 #: Bumped whenever the generated data would change for the same config.
 GENERATOR_VERSION = 1
@@ -71,14 +74,18 @@ class CollectConfig:
     """Show progress bars."""
 
 
-def rollout(task: str, policy, n_transitions: int, seed: int, n_envs: int, progress: bool = False) -> dict:
+def rollout(
+    task: str, policy, n_transitions: int, seed: int, n_envs: int, progress: bool = False, opponent=None
+) -> dict:
     """Collect whole episodes with ``policy`` (numpy in, numpy out) until ``n_transitions`` are reached.
+
+    ``opponent`` drives the other side of pp and world (see :class:`deep.envs.TeamEnv`).
 
     Returns the per-step arrays of :class:`deep.datasets.OfflineDataset`, episode-major.
     """
     spec = task_spec(task)
     n_episodes = math.ceil(n_transitions / spec.episode_length)
-    env = TeamEnv(task, n_envs=n_envs, seed=seed)
+    env = TeamEnv(task, n_envs=n_envs, seed=seed, opponent=opponent)
     episodes: list[dict] = []
     bar = tqdm(total=n_episodes * spec.episode_length, disable=not progress, desc=f"{task} rollouts")
     for round_index in range(math.ceil(n_episodes / n_envs)):
@@ -159,17 +166,20 @@ def build_dataset(config: CollectConfig, task: str, quality: str) -> Path:
         return path
     spec = task_spec(task)
     size = config.size if config.size is not None else PROFILE_SIZES[config.profile]
+    # the opponent comes first: pp and world's behavior policies are trained against it
+    opponent = load_opponent(task, config.behavior_dir)
     has_behavior = (Path(config.behavior_dir) / task / "behavior.json").is_file()
     # random data needs no behavior policy, but carries the reference returns when they exist
     behavior = read_behavior(task, config.behavior_dir) if quality != "random" or has_behavior else None
     checkpoint = None
     if quality == "random":
-        arrays = rollout(task, uniform_policy(task, config.seed), size, config.seed, config.n_envs, config.progress)
+        policy = uniform_policy(task, config.seed)
+        arrays = rollout(task, policy, size, config.seed, config.n_envs, config.progress, opponent)
     elif quality in ("medium", "expert"):
         checkpoint = Path(config.behavior_dir) / task / f"{quality}.pt"
         actor = deterministic_policy(load_actor(checkpoint, task, behavior["matd3_config"]["hidden"]))
         policy = noisy_policy(actor, config.exploration_noise, (spec.n_agents, spec.act_dim), config.seed)
-        arrays = rollout(task, policy, size, config.seed, config.n_envs, config.progress)
+        arrays = rollout(task, policy, size, config.seed, config.n_envs, config.progress, opponent)
     else:
         run = behavior["matd3_config"]
         if config.seed != run["seed"]:
@@ -178,7 +188,7 @@ def build_dataset(config: CollectConfig, task: str, quality: str) -> Path:
                 f"pass --seed {run['seed']}"
             )
         with tempfile.TemporaryDirectory() as work:
-            result = train(medium_replay_config(behavior, work), progress=config.progress)
+            result = train(medium_replay_config(behavior, work, config.behavior_dir), progress=config.progress)
         arrays = replay_buffer_arrays(result["buffer"], task, run["n_envs"])
     dtypes = {"episode_ids": np.int64, "terminals": bool, "truncations": bool}
     arrays = {key: value.astype(dtypes.get(key, np.float32)) for key, value in arrays.items()}
@@ -198,7 +208,9 @@ def build_dataset(config: CollectConfig, task: str, quality: str) -> Path:
         "reference_returns": None
         if behavior is None
         else {k: behavior["reference_returns"][k] for k in ("random", "expert")},
-        "opponent": "uniform random" if spec.opponents else None,
+        "opponent": None
+        if opponent is None
+        else {"checkpoint": OPPONENT_FILE, "sha256": file_sha256(Path(config.behavior_dir) / task / OPPONENT_FILE)},
     }
     save(OfflineDataset(**arrays, metadata=metadata), path, overwrite=config.overwrite)
     print(f"{path}: {len(arrays['rewards'])} transitions")

@@ -99,7 +99,7 @@ def test_medium_replay_is_the_behavior_training_buffer_up_to_medium(tmp_path, be
 
 
 def test_missing_behavior_and_bad_names_are_explained(tmp_path, behavior_dir):
-    with pytest.raises(FileNotFoundError, match=r"python -m deep\.behavior --task pp"):
+    with pytest.raises(FileNotFoundError, match=r"python -m deep\.opponents --task pp"):
         collect.build_dataset(config(tmp_path, behavior_dir), "pp", "expert")
     with pytest.raises(ValueError, match="task: must be one of"):
         collect.main(config(tmp_path, behavior_dir, task="spread"))
@@ -122,8 +122,12 @@ def test_replay_buffer_rows_are_reordered_episode_major():
 
 
 def test_all_builds_what_it_can_and_lists_what_it_skipped(tmp_path, behavior_dir, capsys):
-    built, skipped = collect.main(config(tmp_path, behavior_dir, task="pp", quality="all", size=50))
-    assert [path.name for path in built] == ["pp_random_seed0.npz"]
-    assert len(skipped) == 3 and all("python -m deep.behavior --task pp" in message for message in skipped)
-    assert "skipped pp expert" in capsys.readouterr().out
-    assert load(built[0]).metadata["opponent"] == "uniform random"
+    """CN has random data but no expert here; pp has no opponent, so nothing of it can be built."""
+    (behavior_dir.parent / "partial" / "cn").mkdir(parents=True, exist_ok=True)
+    partial = behavior_dir.parent / "partial"
+    built, skipped = collect.main(config(tmp_path, partial, task="all", quality="random", size=50))
+    assert [path.name for path in built] == ["cn_random_seed0.npz", "halfcheetah_random_seed0.npz"]
+    assert [message.split(":")[0] for message in skipped] == ["pp random", "world random"]
+    assert all("python -m deep.opponents" in message for message in skipped)
+    assert "skipped world random" in capsys.readouterr().out
+    assert load(built[0]).metadata["opponent"] is None

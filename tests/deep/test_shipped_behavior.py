@@ -2,9 +2,11 @@
 
 import pytest
 
-from deep.behavior import BEHAVIOR_DIR, file_sha256, load_actor, read_behavior
+from deep._files import file_sha256
+from deep.behavior import load_actor, read_behavior
 from deep.datasets import normalized_score
 from deep.evaluation import deterministic_policy, team_returns
+from deep.opponents import BEHAVIOR_DIR, load_opponent
 
 SHIPPED = sorted(path.parent.name for path in BEHAVIOR_DIR.glob("*/behavior.json"))
 
@@ -14,10 +16,12 @@ def test_shipped_policies_match_their_hashes_and_scores(task):
     record = read_behavior(task)
     hidden = record["matd3_config"]["hidden"]
     episodes = 20 if task != "halfcheetah" else 2
+    opponent = load_opponent(task)
     for quality, expected in (("expert", 100.0), ("medium", record["medium"]["normalized_score"])):
         path = BEHAVIOR_DIR / task / f"{quality}.pt"
         assert file_sha256(path) == record[quality]["sha256"]
-        returns = team_returns(task, deterministic_policy(load_actor(path, task, hidden)), episodes, seed=123)
+        policy = deterministic_policy(load_actor(path, task, hidden))
+        returns = team_returns(task, policy, episodes, seed=123, opponent=opponent)
         # a fresh, smaller sample: within 15 normalized points of the recorded score
         assert abs(float(normalized_score(returns.mean(), record["reference_returns"])) - expected) < 15.0
 
