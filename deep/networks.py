@@ -88,6 +88,31 @@ class Critics(nn.Module):
         joint = torch.cat([state.expand(self.n_members, *state.shape), actions.flatten(2)], dim=-1)
         return self.net(joint).squeeze(-1)  # [M, B]
 
+    def candidates(self, state: torch.Tensor, actions: torch.Tensor, members: slice | None = None) -> torch.Tensor:
+        """Q of ``K`` candidate joint actions per state: ``state [B, state_dim]``, ``actions [K, B, n, act_dim]``.
+
+        Returns ``[M, K, B]`` (``M`` = the members selected by ``members``, all by default), equal to
+        ``forward`` on the state repeated ``K`` times up to rounding. The first layer is linear in
+        ``[state, actions]``, so the state's share ``state @ W_s + b`` is computed once per state and
+        broadcast over the ``K`` candidates instead of ``K`` times: the partial backups evaluate ``n``
+        candidates and the conservative penalties ``n * samples`` per state, where the state (54
+        inputs on CN) dominates the joint action (6 inputs).
+        """
+        members = members if members is not None else slice(None)
+        first, *rest = self.net.layers
+        weight, bias = first.weight[members], first.bias[members]  # [M, S + n*act, h], [M, 1, h]
+        n_candidates, batch = actions.shape[:2]
+        state_dim, m = state.shape[-1], weight.shape[0]
+        from_state = torch.baddbmm(bias, state.expand(m, *state.shape), weight[:, :state_dim])  # [M, B, h]
+        from_actions = torch.matmul(actions.reshape(1, n_candidates * batch, -1), weight[:, state_dim:])  # [M, K*B, h]
+        x = torch.relu(from_actions.view(m, n_candidates, batch, -1) + from_state.unsqueeze(1))  # [M, K, B, h]
+        x = x.view(m, n_candidates * batch, -1)
+        for index, layer in enumerate(rest):
+            x = torch.baddbmm(layer.bias[members], x, layer.weight[members])
+            if index < len(rest) - 1:
+                x = torch.relu(x)
+        return x.view(m, n_candidates, batch)  # [M, K, B]
+
 
 def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     """Polyak averaging ``target <- (1 - tau) target + tau source`` (Algorithm 1, lines 17 and 21)."""

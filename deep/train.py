@@ -1,0 +1,431 @@
+"""Offline training of SPaCQL and its baselines on one dataset (paper, Algorithm 1; see deep/offline.py).
+
+    python deep/train.py --algo spacql --task cn --dataset random --seed 0
+    python deep/train.py --algo cfcql --task cn --dataset expert --seed 1 --updates 2000 --out-dir runs/x
+    python deep/train.py --algo spacql --task cn --dataset random --seed 0 --resume   # continue a killed run
+
+Reads ``<data-dir>/<task>_<dataset>_seed<dataset-seed>.npz`` (built by deep/collect.py), trains for
+``--updates`` critic updates (default: CFCQL's schedule, see deep/offline.py), evaluates the
+deterministic team every ``--eval-every`` updates over ``--eval-episodes`` episodes, and writes to
+the out dir:
+
+- ``metrics.jsonl`` and ``metrics.csv``: one row per ``--log-every`` updates (losses, mean Q, the
+  target's ensemble std; for SPaCQL also the mean weights ``w_1..w_n`` and ``u_1..u_n``, the paper's
+  Figures 2-3), with the evaluation's return and normalized score on evaluation rows;
+- ``tb/``: the same as TensorBoard scalars;
+- ``checkpoint.pt`` (atomically, at every evaluation and at the end; ``--resume`` continues from it
+  to the same result as an uninterrupted run on the CPU), ``actor.pt`` (the final team);
+- ``summary.json`` at the end: ``final_normalized_score``, ``best_normalized_score``, ``config``,
+  ``settings`` (every resolved hyperparameter), ``versions``, ``wall_time_s``, ...
+
+A non-finite loss stops the run with its update number after writing ``nan_checkpoint.pt``.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.metadata
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Literal
+
+import torch
+import tyro
+from tqdm import tqdm
+
+from deep import datasets
+from deep._files import write_atomically
+from deep.envs import task_spec
+from deep.evaluation import deterministic_policy, evaluation_report, team_returns
+from deep.offline import (
+    ALGORITHMS,
+    Algorithm,
+    DeviceDataset,
+    LearnerSettings,
+    OfflineLearner,
+    default_hyperparameters,
+    keep_freed_memory,
+)
+
+EVAL_SEED = 10_000_019
+"""Environment seed of the evaluation episodes (plus the run's seed): every evaluation plays the same episodes."""
+
+
+@dataclass
+class TrainConfig:
+    """Train one offline MARL algorithm of the SPaCQL family on one dataset."""
+
+    algo: Algorithm = "spacql"
+    """spacql (eq. 3-7), icql-qs (eq. 1-2), cfcql, macql, or the ablations spacql-fixed-k, spacql-uniform."""
+    task: Literal["cn", "pp", "world", "halfcheetah"] = "cn"
+    """Benchmark task."""
+    dataset: Literal["random", "medium-replay", "medium", "expert"] = "random"
+    """Dataset quality."""
+    seed: int = 0
+    """Seed of the networks, the minibatches and all sampled noise."""
+    dataset_seed: int = 0
+    """Which dataset file of the quality: <task>_<dataset>_seed<dataset-seed>.npz."""
+    data_dir: str = "data"
+    """Folder of the dataset files (deep/collect.py --data-dir)."""
+    out_dir: str | None = None
+    """Where logs, checkpoints and summary.json go; default runs/offline/<task>-<dataset>-<algo>-seed<seed>."""
+    updates: int | None = None
+    """Critic updates (one actor update per policy-delay of them); default: CFCQL's schedule, 5 x its
+    rounds (CN/PP 2k rounds, World 5k, HalfCheetah 100k)."""
+    eval_every: int = 1000
+    """Evaluate (and checkpoint) every this many updates, and at the end."""
+    eval_episodes: int = 100
+    """Episodes per evaluation, run as parallel environment copies."""
+    log_every: int = 100
+    """Write a metrics row every this many updates (the only host synchronization of the loop)."""
+    resume: bool = False
+    """Continue from out_dir/checkpoint.pt (written by a run with the same config, possibly fewer updates)."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """auto: cuda when available."""
+    compile: bool = False
+    """torch.compile the loss functions (mode reduce-overhead, i.e. CUDA graphs, on a GPU)."""
+    k: int = 1
+    """Subset size of spacql-fixed-k."""
+    n_critics: int | None = None
+    """Ensemble size E (default 10, the paper's)."""
+    cql_alpha: float | None = None
+    """Weight of the conservative penalty; default: CFCQL's value for (task, dataset)."""
+    hidden: int | None = None
+    """Hidden width of actors and critics; default 64 (MPE) or 256 (HalfCheetah)."""
+    batch_size: int | None = None
+    """Minibatch size; default 1024 (MPE) or 256 (HalfCheetah)."""
+    lr: float | None = None
+    """Adam learning rate of actors and critics; default 0.01 (CN), 1e-3 (PP, World), 3e-4 (HalfCheetah)."""
+    gamma: float | None = None
+    """Discount; default 0.95 (MPE) or 0.99 (HalfCheetah)."""
+    tau: float | None = None
+    """Polyak rate of the targets; default 0.01 (MPE) or 0.005 (HalfCheetah)."""
+    policy_delay: int | None = None
+    """Critic updates per actor update (one round); default 5."""
+    n_sampled_actions: int | None = None
+    """Sampled actions per source in the penalty's log-sum-exp; default 10."""
+    penalty_policy_samples: bool | None = None
+    """Also sample noisy current- and next-policy actions in the penalty; default: on for HalfCheetah only."""
+    tensorboard: bool = True
+    """Write TensorBoard scalars to out_dir/tb."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
+# Fields that may differ between a checkpoint and the run that resumes it.
+_RESUME_FREE = ("updates", "resume", "device", "progress", "compile", "out_dir", "data_dir")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: cuda requested but torch.cuda.is_available() is False")
+    return torch.device(name)
+
+
+def out_dir_of(config: TrainConfig) -> Path:
+    if config.out_dir is not None:
+        return Path(config.out_dir)
+    return Path("runs/offline") / f"{config.task}-{config.dataset}-{config.algo}-seed{config.seed}"
+
+
+def settings_of(config: TrainConfig) -> tuple[LearnerSettings, int]:
+    """The learner's settings and the number of updates: the table's defaults, overridden by the config."""
+    table = default_hyperparameters(config.task, config.dataset)
+    names = {f.name for f in fields(LearnerSettings)} - {"algo", "k"}
+    values = {name: getattr(config, name, None) for name in names}
+    resolved = {name: table[name] if value is None else value for name, value in values.items()}
+    settings = LearnerSettings(algo=config.algo, k=config.k, **resolved)
+    return settings, config.updates if config.updates is not None else table["updates"]
+
+
+def evaluation_opponent(task: str):
+    """The opponent the team is evaluated against: the one place to switch to the shipped pretrained ones.
+
+    For now None: :class:`deep.envs.TeamEnv`'s default (uniform random prey / good agents on pp and
+    world; CN and HalfCheetah have no opponents).
+    """
+    return None
+
+
+def load_checked_dataset(config: TrainConfig) -> datasets.OfflineDataset:
+    """Load the run's dataset and check it against the task (agent count, shapes)."""
+    path = datasets.dataset_path(config.data_dir, config.task, config.dataset, config.dataset_seed)
+    dataset = datasets.load(path)  # FileNotFoundError with the deep/collect.py command
+    spec, meta = task_spec(config.task), dataset.metadata
+    _, n_agents, obs_dim = dataset.obs.shape
+    found = {
+        "task": meta["task"],
+        "n_agents": n_agents,
+        "obs_dim": obs_dim,
+        "act_dim": dataset.actions.shape[2],
+        "state_dim": dataset.state.shape[1],
+        "act_dims": tuple(meta["act_dims"]),
+    }
+    expected = {
+        "task": config.task,
+        "n_agents": spec.n_agents,
+        "obs_dim": spec.obs_dim,
+        "act_dim": spec.act_dim,
+        "state_dim": spec.state_dim,
+        "act_dims": tuple(spec.act_dims),
+    }
+    wrong = [
+        f"{key} {found[key]!r} (task {config.task!r} has {expected[key]!r})"
+        for key in found
+        if found[key] != expected[key]
+    ]
+    if wrong:
+        raise ValueError(f"dataset: {path} does not match the task: " + ", ".join(wrong))
+    if meta.get("reference_returns") is None:
+        raise ValueError(f"dataset: {path} has no reference returns, so no normalized score")
+    return dataset
+
+
+def versions() -> dict:
+    found = {"python": platform.python_version()}
+    for package in ("spacql", "torch", "numpy", "mpe2", "gymnasium-robotics", "mujoco", "tyro"):
+        try:
+            found[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            found[package] = None
+    return found
+
+
+class MetricLog:
+    """Per-update metrics summed on the device; ``row()`` syncs once and returns their means."""
+
+    def __init__(self, n_agents: int):
+        self.n_agents = n_agents
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, metrics: dict[str, torch.Tensor]) -> None:
+        for key, value in metrics.items():
+            self.sums[key] = self.sums[key] + value if key in self.sums else value.clone()
+            self.counts[key] = self.counts.get(key, 0) + 1
+
+    def row(self) -> dict:
+        values = {key: (total / self.counts[key]).tolist() for key, total in self.sums.items()}
+        self.sums, self.counts = {}, {}
+        row = {}
+        for key, value in values.items():
+            if isinstance(value, list):  # per-k vectors: weights -> w_1..w_K, current_std -> u_1..u_K
+                prefix = {"weights": "w", "current_std": "u"}[key]
+                row |= {f"{prefix}_{k + 1}": v for k, v in enumerate(value)}
+            else:
+                row[key] = value
+        return row
+
+
+def columns(settings: LearnerSettings, n_agents: int) -> list[str]:
+    """The metrics.csv header (every key a row of this algorithm can have)."""
+    from deep.targets import n_candidates
+
+    n_masks = n_candidates(settings.scheme, n_agents)
+    names = ["update", "wall_time_s", "critic_loss", "td_loss", "penalty", "q_data", "target", "target_std"]
+    names += [f"w_{k + 1}" for k in range(n_masks)]
+    if settings.weighting == "inverse-std":
+        names += [f"u_{k + 1}" for k in range(n_masks)]
+    names += ["actor_loss", "q_policy", "return_mean", "return_std", "normalized_score", "normalized_std"]
+    return names
+
+
+def write_logs(out_dir: Path, rows: list[dict], header: list[str]) -> None:
+    """Rewrite metrics.jsonl and metrics.csv from ``rows`` (used at start and on resume)."""
+    jsonl = "".join(json.dumps(row) + "\n" for row in rows)
+    write_atomically(out_dir / "metrics.jsonl", lambda temporary: temporary.write_text(jsonl))
+
+    def write_csv(temporary: Path) -> None:
+        with open(temporary, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=header)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    write_atomically(out_dir / "metrics.csv", write_csv)
+
+
+def append_logs(out_dir: Path, row: dict, header: list[str]) -> None:
+    with open(out_dir / "metrics.jsonl", "a") as handle:
+        handle.write(json.dumps(row) + "\n")
+    with open(out_dir / "metrics.csv", "a", newline="") as handle:
+        csv.DictWriter(handle, fieldnames=header).writerow(row)
+
+
+def save_atomically(payload, path: Path) -> None:
+    write_atomically(path, lambda temporary: torch.save(payload, temporary))
+
+
+def _resumable(config: dict) -> dict:
+    config = asdict(TrainConfig()) | config
+    return {key: value for key, value in config.items() if key not in _RESUME_FREE}
+
+
+def train(config: TrainConfig) -> dict:
+    """Run (or resume) one training run; returns ``{"summary", "learner", "log"}``.
+
+    Raises
+    ------
+    ValueError
+        Unknown ``algo``, a dataset that does not match the task, an unavailable device, a
+        checkpoint written with another config, inconsistent intervals.
+    FileNotFoundError
+        A missing dataset (the message holds the deep/collect.py command that builds it), or
+        ``resume`` without a checkpoint.
+    FloatingPointError
+        A non-finite loss; ``nan_checkpoint.pt`` in the out dir holds the state at detection.
+    """
+    if config.algo not in ALGORITHMS:
+        raise ValueError(f"algo must be one of {tuple(ALGORITHMS)}, got {config.algo!r}")
+    if config.eval_every % config.log_every:
+        raise ValueError(f"eval_every ({config.eval_every}) must be a multiple of log_every ({config.log_every})")
+    settings, total_updates = settings_of(config)
+    device = resolve_device(config.device)
+    if device.type == "cpu":
+        keep_freed_memory()
+    dataset = load_checked_dataset(config)
+    spec = task_spec(config.task)
+    reference = dataset.metadata["reference_returns"]
+    out_dir = out_dir_of(config)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    torch.manual_seed(config.seed)
+    learner = OfflineLearner(settings, spec.n_agents, spec.obs_dim, spec.act_dims, spec.state_dim, device)
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    data = DeviceDataset(dataset, device)
+    header = columns(settings, spec.n_agents)
+    log: list[dict] = []
+    wall_before = 0.0
+    checkpoint_path = out_dir / "checkpoint.pt"
+    if config.resume:
+        if not checkpoint_path.is_file():
+            raise FileNotFoundError(f"resume: no checkpoint at {checkpoint_path}")
+        state = torch.load(checkpoint_path, weights_only=True, map_location=device)
+        if _resumable(state["config"]) != _resumable(asdict(config)):
+            raise ValueError(f"resume: the checkpoint at {checkpoint_path} was written with another config")
+        learner.load_state_dict(state["learner"])
+        generator.set_state(state["generator"].cpu())
+        log, wall_before = json.loads(state["log"]), float(state["wall_time_s"])
+    write_logs(out_dir, log, header)  # drops rows written after the checkpoint by a killed run
+    if config.compile:
+        learner.compile("reduce-overhead" if device.type == "cuda" else None)
+    writer = None
+    if config.tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(out_dir / "tb"), purge_step=learner.updates)
+
+    def checkpoint(path: Path) -> None:
+        save_atomically(
+            {
+                "config": asdict(config),
+                "learner": learner.state_dict(),
+                "generator": generator.get_state(),
+                "log": json.dumps(log),
+                "wall_time_s": wall_before + time.perf_counter() - start,
+            },
+            path,
+        )
+
+    metric_log = MetricLog(spec.n_agents)
+    first_nonfinite = torch.full((), -1, dtype=torch.long, device=device)
+    counter = torch.full((), learner.updates, dtype=torch.long, device=device)
+    start = time.perf_counter()
+    bar = tqdm(
+        total=total_updates,
+        initial=learner.updates,
+        disable=not config.progress,
+        desc=f"{config.algo} {config.task}-{config.dataset}",
+    )
+    while learner.updates < total_updates:
+        metrics = learner.update(data.sample(settings.batch_size, generator), generator)
+        counter += 1
+        finite = torch.isfinite(metrics["critic_loss"])
+        if "actor_loss" in metrics:
+            finite = finite & torch.isfinite(metrics["actor_loss"])
+        first_nonfinite = torch.where((first_nonfinite < 0) & ~finite, counter, first_nonfinite)
+        metric_log.add(metrics)
+        bar.update(1)
+        done = learner.updates == total_updates
+        if learner.updates % config.log_every and not done:
+            continue
+        bad = int(first_nonfinite)  # the loop's only host synchronization, once per log_every updates
+        if bad >= 0:
+            checkpoint(out_dir / "nan_checkpoint.pt")
+            raise FloatingPointError(
+                f"update {bad}: non-finite loss (critic or actor); state at update {learner.updates} saved to "
+                f"{out_dir / 'nan_checkpoint.pt'}"
+            )
+        row = {"update": learner.updates, "wall_time_s": wall_before + time.perf_counter() - start}
+        row |= metric_log.row()
+        evaluate = learner.updates % config.eval_every == 0 or done
+        if evaluate:
+            returns = team_returns(
+                config.task,
+                deterministic_policy(learner.actors),
+                config.eval_episodes,
+                seed=EVAL_SEED + config.seed,
+                opponent=evaluation_opponent(config.task),
+            )
+            report = evaluation_report(returns, reference)
+            row |= {
+                "return_mean": report["return_mean"],
+                "return_std": report["return_std"],
+                "normalized_score": report["normalized_mean"],
+                "normalized_std": report["normalized_std"],
+            }
+            bar.set_postfix(score=f"{report['normalized_mean']:.1f}")
+        log.append(row)
+        append_logs(out_dir, row, header)
+        if writer is not None:
+            for key, value in row.items():
+                if key != "update":
+                    writer.add_scalar(key, value, learner.updates)
+        if evaluate:
+            checkpoint(checkpoint_path)
+            if writer is not None:
+                writer.flush()
+    bar.close()
+    if writer is not None:
+        writer.close()
+    save_atomically(learner.actors.state_dict(), out_dir / "actor.pt")
+    scores = [row["normalized_score"] for row in log if "normalized_score" in row]
+    wall_time = log[-1]["wall_time_s"] if log else wall_before
+    summary = {
+        "algo": config.algo,
+        "task": config.task,
+        "dataset": config.dataset,
+        "seed": config.seed,
+        "updates": learner.updates,
+        "final_normalized_score": scores[-1] if scores else None,
+        "best_normalized_score": max(scores) if scores else None,
+        "final_return_mean": next((row["return_mean"] for row in reversed(log) if "return_mean" in row), None),
+        "evaluations": len(scores),
+        "eval_episodes": config.eval_episodes,
+        "config": asdict(config),
+        "settings": asdict(settings),
+        "dataset_file": str(datasets.dataset_path(config.data_dir, config.task, config.dataset, config.dataset_seed)),
+        "dataset_size": dataset.n_transitions,
+        "reference_returns": reference,
+        "device": str(device),
+        "versions": versions(),
+        "wall_time_s": wall_time,
+        "updates_per_second": learner.updates / wall_time if wall_time > 0 else None,
+    }
+    text = json.dumps(summary, indent=2) + "\n"
+    write_atomically(out_dir / "summary.json", lambda temporary: temporary.write_text(text))
+    return {"summary": summary, "learner": learner, "log": log}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    config = tyro.cli(TrainConfig, args=argv, description=__doc__.split("\n\n")[0])
+    return train(config)["summary"]
+
+
+if __name__ == "__main__":
+    summary = main()
+    print(json.dumps({key: summary[key] for key in ("final_normalized_score", "best_normalized_score", "wall_time_s")}))

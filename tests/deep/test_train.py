@@ -1,0 +1,161 @@
+"""deep/train.py: a 200-update CPU run per algorithm, resume equivalence, determinism, logs, errors, CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from deep.offline import ALGORITHMS
+from deep.train import TrainConfig, main, train
+from tests.deep.tiny_offline import tiny_train_config, write_tiny_dataset
+
+torch.set_num_threads(1)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("data")
+    write_tiny_dataset(directory)
+    return directory
+
+
+def parameters(learner) -> list[torch.Tensor]:
+    return [t.detach().clone() for name in ("actors", "critics") for t in getattr(learner, name).state_dict().values()]
+
+
+def without_time(rows: list[dict]) -> list[dict]:
+    return [{key: value for key, value in row.items() if key != "wall_time_s"} for row in rows]
+
+
+@pytest.mark.parametrize("algo", sorted(ALGORITHMS))
+def test_200_update_run_of_every_algorithm(algo, data_dir, tmp_path):
+    result = train(tiny_train_config(data_dir, tmp_path, algo=algo, k=2))
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary == json.loads(json.dumps(result["summary"]))
+    for key in ("final_normalized_score", "best_normalized_score", "config", "versions", "wall_time_s"):
+        assert key in summary
+    assert summary["updates"] == 200 and summary["evaluations"] == 2
+    assert summary["best_normalized_score"] >= summary["final_normalized_score"]
+    assert summary["config"]["algo"] == algo and summary["settings"]["cql_alpha"] == 0.5
+    assert summary["versions"]["torch"] == torch.__version__
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [row["update"] for row in rows] == [50, 100, 150, 200]
+    assert [("normalized_score" in row) for row in rows] == [False, True, False, True]
+    with open(tmp_path / "metrics.csv") as handle:
+        assert [int(row["update"]) for row in csv.DictReader(handle)] == [50, 100, 150, 200]
+    weights = [key for key in rows[0] if key.startswith("w_")]
+    assert len(weights) == {"soft-partial": 3, "individual": 3}.get(result["learner"].settings.scheme, 1)
+    for row in rows:
+        assert abs(sum(row[key] for key in weights) - 1) < 1e-5
+        assert all(value == value for value in row.values())  # no NaN
+    if algo == "spacql":
+        assert all(f"u_{k}" in rows[0] for k in (1, 2, 3)) and rows[0]["target_std"] > 0
+    assert (tmp_path / "checkpoint.pt").is_file() and (tmp_path / "actor.pt").is_file()
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_resume_continues_to_the_same_result(data_dir, tmp_path):
+    """Stopped after 100 updates (with a metrics row written after its checkpoint) and resumed = one 200-update run."""
+    whole = train(tiny_train_config(data_dir, tmp_path / "whole"))
+    train(tiny_train_config(data_dir, tmp_path / "split", updates=100))
+    with open(tmp_path / "split" / "metrics.jsonl", "a") as handle:  # a killed run's row past the checkpoint
+        handle.write(json.dumps({"update": 150, "critic_loss": 0.0}) + "\n")
+    resumed = train(tiny_train_config(data_dir, tmp_path / "split", resume=True))
+    for a, b in zip(parameters(whole["learner"]), parameters(resumed["learner"]), strict=True):
+        assert torch.equal(a, b)
+    assert without_time(whole["log"]) == without_time(resumed["log"])
+    rows = [json.loads(line) for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
+    assert without_time(rows) == without_time(whole["log"])
+    for key in ("final_normalized_score", "best_normalized_score", "updates"):
+        assert whole["summary"][key] == resumed["summary"][key]
+
+
+def test_same_seed_same_run_other_seed_differs(data_dir, tmp_path):
+    first = train(tiny_train_config(data_dir, tmp_path / "a", updates=100))
+    second = train(tiny_train_config(data_dir, tmp_path / "b", updates=100))
+    other = train(tiny_train_config(data_dir, tmp_path / "c", updates=100, seed=2))
+    assert without_time(first["log"]) == without_time(second["log"])
+    assert all(
+        torch.equal(a, b) for a, b in zip(parameters(first["learner"]), parameters(second["learner"]), strict=True)
+    )
+    assert any(
+        not torch.equal(a, c) for a, c in zip(parameters(first["learner"]), parameters(other["learner"]), strict=True)
+    )
+
+
+def test_tensorboard_scalars(data_dir, tmp_path):
+    train(tiny_train_config(data_dir, tmp_path, updates=50, eval_every=50, tensorboard=True))
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+
+
+def test_missing_dataset_names_the_command_that_builds_it(tmp_path):
+    with pytest.raises(FileNotFoundError) as error:
+        train(tiny_train_config(tmp_path / "nothing", tmp_path / "out", dataset="expert", dataset_seed=3))
+    command = f"python deep/collect.py --task cn --quality expert --seed 3 --data-dir {tmp_path / 'nothing'}"
+    assert command in str(error.value)
+
+
+def test_dataset_of_another_task_or_shape_is_refused(tmp_path):
+    write_tiny_dataset(tmp_path, task="halfcheetah", quality="medium")
+    (tmp_path / "halfcheetah_medium_seed0.npz").rename(tmp_path / "cn_medium_seed0.npz")
+    with pytest.raises(ValueError, match=r"dataset: .* does not match the task: task 'halfcheetah'.*n_agents 2"):
+        train(tiny_train_config(tmp_path, tmp_path / "out", dataset="medium"))
+
+
+def test_unknown_algorithm_and_bad_intervals_are_refused(data_dir, tmp_path):
+    with pytest.raises(ValueError, match="algo must be one of"):
+        train(tiny_train_config(data_dir, tmp_path, algo="qmix"))
+    with pytest.raises(ValueError, match="eval_every"):
+        train(tiny_train_config(data_dir, tmp_path, eval_every=75))
+
+
+def test_non_finite_loss_stops_with_the_update_number_and_a_checkpoint(data_dir, tmp_path):
+    with pytest.raises(FloatingPointError, match=r"update 1: non-finite loss"):
+        train(tiny_train_config(data_dir, tmp_path, cql_alpha=float("inf")))
+    state = torch.load(tmp_path / "nan_checkpoint.pt", weights_only=True)
+    assert state["learner"]["updates"] == 50 and not (tmp_path / "summary.json").exists()
+
+
+def test_resume_refuses_a_missing_checkpoint_or_another_config(data_dir, tmp_path):
+    with pytest.raises(FileNotFoundError, match="resume: no checkpoint"):
+        train(tiny_train_config(data_dir, tmp_path / "none", resume=True))
+    train(tiny_train_config(data_dir, tmp_path / "run", updates=100))
+    with pytest.raises(ValueError, match=r"resume: the checkpoint .* another config"):
+        train(tiny_train_config(data_dir, tmp_path / "run", resume=True, gamma=0.5))
+
+
+def test_cli_help_and_unknown_algorithm():
+    done = subprocess.run(
+        [sys.executable, "deep/train.py", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    for text in ("--algo", "spacql", "icql-qs", "--updates", "--data-dir", "--out-dir", "--resume", "--compile"):
+        assert text in done.stdout
+    with pytest.raises(SystemExit):
+        main(["--algo", "qmix"])
+
+
+def test_default_out_dir_and_updates_follow_the_table():
+    from deep.train import out_dir_of, settings_of
+
+    config = TrainConfig(algo="icql-qs", task="cn", dataset="medium", seed=4)
+    assert out_dir_of(config) == Path("runs/offline/cn-medium-icql-qs-seed4")
+    settings, updates = settings_of(config)
+    assert updates == 10_000 and settings.cql_alpha == 5.0 and settings.lr == 0.01 and settings.n_critics == 10
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_compiled_cuda_run_matches_eager_closely(data_dir, tmp_path):
+    eager = train(tiny_train_config(data_dir, tmp_path / "eager", device="cuda", updates=50, eval_every=50))
+    compiled = train(
+        tiny_train_config(data_dir, tmp_path / "compiled", device="cuda", updates=50, eval_every=50, compile=True)
+    )
+    for a, b in zip(parameters(eager["learner"]), parameters(compiled["learner"]), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-3)
