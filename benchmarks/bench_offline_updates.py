@@ -1,0 +1,124 @@
+"""Update throughput of the offline family (deep/offline.py) on the CN and HalfCheetah settings, in one run.
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_offline_updates.py
+    python benchmarks/bench_offline_updates.py --device cuda          # adds eager vs torch.compile per algorithm
+
+Each algorithm runs full critic+actor updates with CFCQL's settings from the table (CN: E = 10
+critics, hidden 64, batch 1024, 10 uniform penalty samples per agent; HalfCheetah: hidden 256,
+batch 256, 30 penalty samples per agent), on minibatches drawn on the device from a synthetic
+dataset of the task's shapes. Timings are interleaved across algorithms (round robin, best of
+``--repeats`` rounds) so that load changes hit all of them alike. Prints updates/s, ms/update and
+the ratio SPaCQL / CFCQL time per update; exits non-zero if SPaCQL costs more than 2x CFCQL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch
+
+from deep.envs import task_spec
+from deep.offline import LearnerSettings, OfflineLearner, default_hyperparameters, keep_freed_memory
+
+ALGOS = ("spacql", "icql-qs", "cfcql", "macql")
+MAX_RATIO = 2.0
+
+
+def synthetic_data(task: str, size: int, device) -> dict[str, torch.Tensor]:
+    spec = task_spec(task)
+    generator = torch.Generator().manual_seed(0)
+
+    def uniform(*shape):
+        return (torch.rand(shape, generator=generator) * 2 - 1).to(device)
+
+    n = spec.n_agents
+    return {
+        "obs": uniform(size, n, spec.obs_dim),
+        "actions": uniform(size, n, spec.act_dim),
+        "rewards": uniform(size),
+        "next_obs": uniform(size, n, spec.obs_dim),
+        "next_actions": uniform(size, n, spec.act_dim),
+        "terminals": torch.zeros(size, device=device),
+        "state": uniform(size, spec.state_dim),
+        "next_state": uniform(size, spec.state_dim),
+    }
+
+
+def make_runner(task: str, algo: str, device, compiled: bool):
+    spec = task_spec(task)
+    values = default_hyperparameters(task, "medium")
+    values.pop("updates")
+    settings = LearnerSettings(algo=algo, **values)
+    torch.manual_seed(0)
+    learner = OfflineLearner(settings, spec.n_agents, spec.obs_dim, spec.act_dims, spec.state_dim, device)
+    if compiled:
+        learner.compile("reduce-overhead" if device.type == "cuda" else None)
+    data = synthetic_data(task, 20_000, device)
+    generator = torch.Generator(device=device).manual_seed(0)
+
+    def run(updates: int) -> float:
+        """Seconds per update over ``updates`` updates (synchronized only at the ends)."""
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(updates):
+            rows = torch.randint(20_000, (settings.batch_size,), generator=generator, device=device)
+            learner.update({key: value.index_select(0, rows) for key, value in data.items()}, generator)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return (time.perf_counter() - start) / updates
+
+    return run
+
+
+def measure(task: str, variants: dict, updates: int, repeats: int, warmup: int) -> dict:
+    runners = {name: make_runner(task, algo, device, compiled) for name, (algo, device, compiled) in variants.items()}
+    for run in runners.values():
+        run(warmup)
+    best = dict.fromkeys(runners, float("inf"))
+    for _ in range(repeats):
+        for name, run in runners.items():
+            best[name] = min(best[name], run(updates))
+    return best
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--tasks", nargs="+", default=["cn", "halfcheetah"])
+    parser.add_argument("--updates", type=int, default=10, help="updates per timing (x10 on CUDA)")
+    parser.add_argument("--repeats", type=int, default=3, help="timing rounds; the best is kept")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile (always on CUDA)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    device = torch.device(args.device)
+    if device.type == "cpu":
+        keep_freed_memory()
+    compare_compiled = args.compile or device.type == "cuda"
+    updates = args.updates * (10 if device.type == "cuda" else 1)
+    print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} thread(s), {updates} updates/timing")
+    failed = False
+    for task in args.tasks:
+        variants = {algo: (algo, device, False) for algo in ALGOS}
+        if compare_compiled:
+            variants |= {f"{algo} (compiled)": (algo, device, True) for algo in ALGOS}
+        seconds = measure(task, variants, updates, args.repeats, warmup=3 if not compare_compiled else 20)
+        print(f"\n{task}: {'algorithm':<22} {'updates/s':>10} {'ms/update':>10}")
+        for name, value in seconds.items():
+            extra = ""
+            if name.endswith("(compiled)"):
+                extra = f"  {seconds[name.removesuffix(' (compiled)')] / value:.2f}x eager"
+            print(f"{task}: {name:<22} {1 / value:>10.2f} {1000 * value:>10.1f}{extra}")
+        ratio = seconds["spacql"] / seconds["cfcql"]
+        print(f"{task}: SPaCQL / CFCQL time per update = {ratio:.2f} (limit {MAX_RATIO})")
+        failed |= ratio > MAX_RATIO
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

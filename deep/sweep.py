@@ -1,0 +1,194 @@
+"""A resumable grid of deep/train.py runs and its results table (mean +- std over seeds per algorithm and dataset).
+
+    python -m deep.sweep --task cn --algos spacql cfcql icql-qs --datasets random medium-replay medium expert \
+        --seeds 0 1 2 --out-dir runs/sweep
+
+Each run writes to ``<out-dir>/<task>-<dataset>-<algo>-seed<seed>/``. A run with a ``summary.json``
+is finished and skipped; one with a ``checkpoint.pt`` is resumed (``--resume``), so the same command
+continues a killed sweep. At the end (and with ``--table-only`` without training) the table of the
+final and best normalized scores is printed and written to ``<out-dir>/results.md`` and
+``results.json``. ``--workers K`` runs K runs at once in separate processes (one thread each).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import tyro
+
+from ._files import write_atomically
+from .offline import Algorithm
+from .train import TrainConfig, train
+
+Quality = Literal["random", "medium-replay", "medium", "expert"]
+
+
+@dataclass
+class SweepConfig:
+    """Train every (algorithm, dataset, seed) of a grid on one task and tabulate the normalized scores."""
+
+    task: Literal["cn", "pp", "world", "halfcheetah"] = "cn"
+    """Benchmark task."""
+    algos: tuple[Algorithm, ...] = ("spacql", "cfcql", "icql-qs")
+    """Algorithms (rows of the table)."""
+    datasets: tuple[Quality, ...] = ("random", "medium-replay", "medium", "expert")
+    """Dataset qualities (columns of the table)."""
+    seeds: tuple[int, ...] = (0, 1, 2)
+    """Training seeds of every cell."""
+    updates: int | None = None
+    """Critic updates per run; default deep/offline.py's schedule: CFCQL's ~2k rounds for CN/PP (5k World,
+    100k HalfCheetah), a round being 1 actor and 5 critic updates (its ca_ratio), so 10k updates on CN."""
+    eval_every: int = 1000
+    """Evaluate every this many updates (and at the end)."""
+    eval_episodes: int = 100
+    """Episodes per evaluation."""
+    dataset_seed: int = 0
+    """Which dataset file of each quality."""
+    data_dir: str = "data"
+    """Folder of the dataset files."""
+    out_dir: str = "runs/sweep"
+    """Folder of the runs and of results.md / results.json."""
+    workers: int = 1
+    """Runs trained at once, each in its own process with one thread."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Device of every run."""
+    table_only: bool = False
+    """Only tabulate the finished runs."""
+
+
+def run_configs(config: SweepConfig, **overrides) -> list[TrainConfig]:
+    """The grid's training configs, each resuming its checkpoint when one exists.
+
+    ``overrides`` sets further :class:`TrainConfig` fields of every run (Python API only, e.g. small
+    networks in tests).
+    """
+    configs = []
+    for algo in config.algos:
+        for quality in config.datasets:
+            for seed in config.seeds:
+                out_dir = Path(config.out_dir) / f"{config.task}-{quality}-{algo}-seed{seed}"
+                configs.append(
+                    TrainConfig(
+                        algo=algo,
+                        task=config.task,
+                        dataset=quality,
+                        seed=seed,
+                        dataset_seed=config.dataset_seed,
+                        data_dir=config.data_dir,
+                        out_dir=str(out_dir),
+                        updates=config.updates,
+                        eval_every=config.eval_every,
+                        eval_episodes=config.eval_episodes,
+                        device=config.device,
+                        resume=(out_dir / "checkpoint.pt").is_file(),
+                        progress=False,
+                        **overrides,
+                    )
+                )
+    return configs
+
+
+def _train_one(config: TrainConfig) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    return train(config)["summary"]
+
+
+def results(config: SweepConfig) -> dict:
+    """Mean, std (over seeds, ddof 0) and count of the final and best scores per (algorithm, dataset)."""
+    cells = {}
+    for algo in config.algos:
+        for quality in config.datasets:
+            finals, bests = [], []
+            for seed in config.seeds:
+                path = Path(config.out_dir) / f"{config.task}-{quality}-{algo}-seed{seed}" / "summary.json"
+                if path.is_file():
+                    summary = json.loads(path.read_text())
+                    finals.append(summary["final_normalized_score"])
+                    bests.append(summary["best_normalized_score"])
+            cells[f"{algo}/{quality}"] = {
+                "algo": algo,
+                "dataset": quality,
+                "seeds": len(finals),
+                "final_mean": float(np.mean(finals)) if finals else None,
+                "final_std": float(np.std(finals)) if finals else None,
+                "best_mean": float(np.mean(bests)) if bests else None,
+                "best_std": float(np.std(bests)) if bests else None,
+            }
+    return cells
+
+
+def markdown_table(config: SweepConfig, cells: dict, which: str) -> str:
+    """One markdown table of ``which`` ("final" or "best") normalized scores: ``mean ± std (seeds)``."""
+    lines = [f"| {config.task} ({which}) | " + " | ".join(config.datasets) + " |"]
+    lines.append("|---|" + "---|" * len(config.datasets))
+    for algo in config.algos:
+        row = []
+        for quality in config.datasets:
+            cell = cells[f"{algo}/{quality}"]
+            if cell["seeds"]:
+                row.append(f"{cell[which + '_mean']:.1f} ± {cell[which + '_std']:.1f} ({cell['seeds']})")
+            else:
+                row.append("-")
+        lines.append(f"| {algo} | " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def sweep(config: SweepConfig, **overrides) -> tuple[dict, list[str]]:
+    """Train the unfinished runs, write the tables; returns the cells and the failures (one line each).
+
+    ``overrides``: further :class:`TrainConfig` fields of every run (see :func:`run_configs`).
+    """
+    if config.workers < 1:
+        raise ValueError(f"workers must be at least 1, got {config.workers}")
+    todo = [c for c in run_configs(config, **overrides) if not (Path(c.out_dir) / "summary.json").is_file()]
+    failures = []
+    if not config.table_only and todo:
+        print(f"{len(todo)} run(s) to train ({sum(c.resume for c in todo)} resumed), {config.workers} worker(s)")
+        if config.workers == 1:
+            for run in todo:
+                try:
+                    summary = _train_one(run)
+                    print(f"done {run.out_dir}: final {summary['final_normalized_score']:.1f}", flush=True)
+                except Exception as error:  # a failed run must not stop the grid
+                    failures.append(f"{run.out_dir}: {type(error).__name__}: {error}")
+                    print(f"FAILED {failures[-1]}", flush=True)
+        else:
+            with ProcessPoolExecutor(config.workers, mp_context=get_context("spawn")) as pool:
+                futures = {pool.submit(_train_one, run): run for run in todo}
+                for future in as_completed(futures):
+                    run = futures[future]
+                    try:
+                        summary = future.result()
+                        print(f"done {run.out_dir}: final {summary['final_normalized_score']:.1f}", flush=True)
+                    except Exception as error:
+                        failures.append(f"{run.out_dir}: {type(error).__name__}: {error}")
+                        print(f"FAILED {failures[-1]}", flush=True)
+    cells = results(config)
+    text = markdown_table(config, cells, "final") + "\n" + markdown_table(config, cells, "best")
+    out_dir = Path(config.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_atomically(out_dir / "results.md", lambda temporary: temporary.write_text(text))
+    payload = json.dumps({"cells": cells, "failures": failures}, indent=2) + "\n"
+    write_atomically(out_dir / "results.json", lambda temporary: temporary.write_text(payload))
+    print(text, end="")
+    return cells, failures
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _, failures = sweep(tyro.cli(SweepConfig, args=argv, description=__doc__.split("\n\n")[0]))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""deep.sweep: trains the grid, skips finished runs, resumes unfinished ones, tabulates mean and std."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+
+from deep.sweep import SweepConfig, run_configs, sweep
+from tests.deep.tiny_offline import write_tiny_dataset
+
+torch.set_num_threads(1)
+TINY = dict(n_critics=2, hidden=8, batch_size=16, log_every=25, tensorboard=False)
+
+
+def test_sweep_skips_finished_resumes_unfinished_and_tabulates(tmp_path):
+    data = tmp_path / "data"
+    write_tiny_dataset(data)
+    config = SweepConfig(
+        algos=("spacql", "cfcql"),
+        datasets=("random", "expert"),
+        seeds=(0, 1),
+        updates=50,
+        eval_every=25,
+        eval_episodes=2,
+        data_dir=str(data),
+        out_dir=str(tmp_path / "runs"),
+        device="cpu",
+    )
+    cells, failures = sweep(config, **TINY)
+    # no expert dataset: those runs fail with the build command, the others finish
+    assert len(failures) == 4 and all("deep/collect.py" in line for line in failures)
+    spacql = cells["spacql/random"]
+    finals = [
+        json.loads((tmp_path / "runs" / f"cn-random-spacql-seed{s}" / "summary.json").read_text())[
+            "final_normalized_score"
+        ]
+        for s in (0, 1)
+    ]
+    assert spacql["seeds"] == 2 and np.isclose(spacql["final_mean"], np.mean(finals))
+    assert np.isclose(spacql["final_std"], np.std(finals))
+    assert cells["cfcql/expert"]["seeds"] == 0
+    table = (tmp_path / "runs" / "results.md").read_text()
+    assert "| spacql | " in table and "(2) | - |" in table
+
+    # a finished run is skipped, an interrupted one (checkpoint, no summary) resumed
+    finished = tmp_path / "runs" / "cn-random-spacql-seed0"
+    stamp = (finished / "summary.json").stat().st_mtime_ns
+    (tmp_path / "runs" / "cn-random-cfcql-seed1" / "summary.json").unlink()
+    configs = {c.out_dir: c for c in run_configs(config, **TINY)}
+    assert configs[str(tmp_path / "runs" / "cn-random-cfcql-seed1")].resume
+    cells_again, _ = sweep(config, **TINY)
+    assert (finished / "summary.json").stat().st_mtime_ns == stamp
+    assert cells_again["cfcql/random"] == cells["cfcql/random"]
