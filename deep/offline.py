@@ -227,13 +227,16 @@ class OfflineLearner:
         self.updates = 0
         self.critic_losses = self._critic_losses
         self.actor_loss = self._actor_loss
+        self.compiled_cuda_graphs = False
 
     def compile(self, mode: str | None = None) -> None:
         """Compile the loss functions (forward and backward) with ``torch.compile``.
 
         ``mode="reduce-overhead"`` captures them as CUDA graphs on a GPU; the optimizer steps and the
-        noise stay eager. Results match eager up to rounding, not bit for bit.
+        noise stay eager. Results match eager up to rounding, not bit for bit. On this CPU (one thread)
+        the compiled update was 2x *slower* than eager (benchmarks/bench_offline_updates.py --compile).
         """
+        self.compiled_cuda_graphs = mode == "reduce-overhead" and self.device.type == "cuda"
         self.critic_losses = torch.compile(self._critic_losses, mode=mode, fullgraph=True)
         self.actor_loss = torch.compile(self._actor_loss, mode=mode, fullgraph=True)
 
@@ -327,6 +330,8 @@ class OfflineLearner:
     def update(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
         """One critic update, the actor update every ``policy_delay``-th, the targets at each round's end."""
         s = self.settings
+        if self.compiled_cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()  # the previous step's graph outputs are consumed
         loss, metrics = self.critic_losses(batch, self.draw_noise(batch["rewards"].shape[0], generator))
         self.critic_optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -71,9 +71,10 @@ def run_configs(config: SweepConfig, **overrides) -> list[TrainConfig]:
     networks in tests).
     """
     configs = []
-    for algo in config.algos:
+    # seed-major, algorithms innermost: a partly finished sweep holds comparable cells
+    for seed in config.seeds:
         for quality in config.datasets:
-            for seed in config.seeds:
+            for algo in config.algos:
                 out_dir = Path(config.out_dir) / f"{config.task}-{quality}-{algo}-seed{seed}"
                 configs.append(
                     TrainConfig(
