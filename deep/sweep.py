@@ -44,8 +44,9 @@ class SweepConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     """Training seeds of every cell."""
     updates: int | None = None
-    """Critic updates per run; default deep/offline.py's schedule: CFCQL's ~2k rounds for CN/PP (5k World,
-    100k HalfCheetah), a round being 1 actor and 5 critic updates (its ca_ratio), so 10k updates on CN."""
+    # CFCQL reports ~2k update rounds for CN/PP (5k World, 100k HalfCheetah); its round is one critic+actor
+    # update plus ca_ratio - 1 = 4 critic-only updates, so 2k rounds are 10k critic updates here.
+    """Critic updates per run; default 5 x CFCQL's rounds: 10k on CN and PP, 25k World, 500k HalfCheetah."""
     eval_every: int = 1000
     """Evaluate every this many updates (and at the end)."""
     eval_episodes: int = 100

@@ -49,6 +49,7 @@ from deep.offline import (
     default_hyperparameters,
     keep_freed_memory,
 )
+from deep.opponents import load_opponent
 
 EVAL_SEED = 10_000_019
 """Environment seed of the evaluation episodes (plus the run's seed): every evaluation plays the same episodes."""
@@ -73,8 +74,7 @@ class TrainConfig:
     out_dir: str | None = None
     """Where logs, checkpoints and summary.json go; default runs/offline/<task>-<dataset>-<algo>-seed<seed>."""
     updates: int | None = None
-    """Critic updates (one actor update per policy-delay of them); default: CFCQL's schedule, 5 x its
-    rounds (CN/PP 2k rounds, World 5k, HalfCheetah 100k)."""
+    """Critic updates (an actor update every policy-delay); default 5 x CFCQL's rounds: CN/PP 10k, World 25k."""
     eval_every: int = 1000
     """Evaluate (and checkpoint) every this many updates, and at the end."""
     eval_episodes: int = 100
@@ -144,12 +144,13 @@ def settings_of(config: TrainConfig) -> tuple[LearnerSettings, int]:
 
 
 def evaluation_opponent(task: str):
-    """The opponent the team is evaluated against: the one place to switch to the shipped pretrained ones.
+    """The opponent the team is evaluated against: the one place where it is chosen.
 
-    For now None: :class:`deep.envs.TeamEnv`'s default (uniform random prey / good agents on pp and
-    world; CN and HalfCheetah have no opponents).
+    The shipped pretrained opponent of pp / world (:func:`deep.opponents.load_opponent`, played
+    deterministically, the one deep/collect.py builds their datasets against); None for CN and
+    HalfCheetah, which have no opponents.
     """
-    return None
+    return load_opponent(task)
 
 
 def load_checked_dataset(config: TrainConfig) -> datasets.OfflineDataset:
@@ -290,6 +291,7 @@ def train(config: TrainConfig) -> dict:
     dataset = load_checked_dataset(config)
     spec = task_spec(config.task)
     reference = dataset.metadata["reference_returns"]
+    opponent = evaluation_opponent(config.task)
     out_dir = out_dir_of(config)
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -369,7 +371,7 @@ def train(config: TrainConfig) -> dict:
                 deterministic_policy(learner.actors),
                 config.eval_episodes,
                 seed=EVAL_SEED + config.seed,
-                opponent=evaluation_opponent(config.task),
+                opponent=opponent,
             )
             report = evaluation_report(returns, reference)
             row |= {
