@@ -333,6 +333,8 @@ class OfflineLearner:
         if self.compiled_cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()  # the previous step's graph outputs are consumed
         loss, metrics = self.critic_losses(batch, self.draw_noise(batch["rewards"].shape[0], generator))
+        if self.compiled_cuda_graphs:  # graph outputs live in a pool that the next replay reuses
+            metrics = {key: value.clone() for key, value in metrics.items()}
         self.critic_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         clip_grad_norm_per_member(list(self.critics.parameters()), s.grad_clip)
@@ -343,7 +345,7 @@ class OfflineLearner:
             actor_loss.backward(inputs=list(self.actors.parameters()))
             clip_grad_norm_per_member(list(self.actors.parameters()), s.grad_clip)
             self.actor_optimizer.step()
-            metrics |= {"actor_loss": actor_loss.detach(), "q_policy": q_policy}
+            metrics |= {"actor_loss": actor_loss.detach().clone(), "q_policy": q_policy.clone()}
         if (self.updates + 1) % s.policy_delay == 0:
             soft_update(self.target_critics, self.critics, s.tau)  # Algorithm 1, line 17
             soft_update(self.target_actors, self.actors, s.tau)  # line 21
