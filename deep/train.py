@@ -396,7 +396,7 @@ def train(config: TrainConfig) -> dict:
         writer.close()
     save_atomically(learner.actors.state_dict(), out_dir / "actor.pt")
     scores = [row["normalized_score"] for row in log if "normalized_score" in row]
-    wall_time = log[-1]["wall_time_s"] if log else wall_before
+    wall_time = wall_before + time.perf_counter() - start  # every segment of a resumed run, evaluations included
     summary = {
         "algo": config.algo,
         "task": config.task,
