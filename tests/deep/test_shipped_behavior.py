@@ -1,10 +1,12 @@
 """The behavior policies shipped in deep/behavior/ load safely, match their records and play as recorded."""
 
+import numpy as np
 import pytest
 
 from deep._files import file_sha256
 from deep.behavior import load_actor, read_behavior
 from deep.datasets import normalized_score
+from deep.envs import task_spec
 from deep.evaluation import deterministic_policy, team_returns
 from deep.opponents import BEHAVIOR_DIR, load_opponent
 
@@ -28,3 +30,14 @@ def test_shipped_policies_match_their_hashes_and_scores(task):
 
 def test_cn_policies_are_shipped():
     assert "cn" in SHIPPED
+
+
+@pytest.mark.parametrize("task", ["pp", "world"])
+def test_shipped_opponents_match_their_hashes_and_play_in_range(task):
+    """load_opponent checks opponent.pt against opponent.json's sha256; its actions lie in [-1, 1]."""
+    opponent = load_opponent(task)
+    spec = task_spec(task)
+    obs = np.random.default_rng(0).normal(size=(8, spec.n_opponents, spec.opponent_obs_dim)).astype(np.float32)
+    actions = opponent(obs)
+    assert actions.shape == (8, spec.n_opponents, spec.opponent_act_dim)
+    assert np.isfinite(actions).all() and np.abs(actions).max() <= 1.0
