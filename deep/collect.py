@@ -14,17 +14,20 @@ Rollouts keep whole episodes (the size is rounded up to a multiple of the episod
 store the exact next joint action ``a'``: the action taken at the next step, and for the last step
 of an episode an action the behavior draws at the final state. Files are cached under
 ``data_dir`` as ``<task>_<quality>_seed<seed>.npz``, written atomically and never regenerated
-silently (``--overwrite`` rebuilds). The opponents of pp and world (prey, good agents) are the
-shipped pretrained ones (``deep/behavior/<task>/opponent.pt``, played deterministically), for every
-quality; the metadata records their hash.
+silently (``--overwrite`` rebuilds); a cached file built by another generator version, from another
+behavior checkpoint or against another opponent is an error, not kept. The opponents of pp and
+world (prey, good agents) are the shipped pretrained ones (``deep/behavior/<task>/opponent.pt``,
+played deterministically), for every quality; the metadata records their hash.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import math
 import sys
 import tempfile
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -157,13 +160,38 @@ def replay_buffer_arrays(buffer, task: str, n_envs: int) -> dict:
     return arrays
 
 
+def provenance(metadata: dict) -> dict:
+    """What a dataset was built from: generator version, behavior checkpoint, opponent (hashes)."""
+    return {
+        "generator version": metadata["generator"]["version"],
+        "behavior checkpoint": metadata["behavior_checkpoint_sha256"],
+        "opponent": metadata["opponent"],
+    }
+
+
+def check_cached(path: Path, expected: dict) -> None:
+    """``ValueError`` unless the dataset at ``path`` was built from ``expected`` (see :func:`provenance`)."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            found = provenance(json.loads(str(npz["metadata"])))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{path}: unreadable cached dataset ({error}); pass --overwrite to rebuild it") from error
+    stale = [key for key in expected if found[key] != expected[key]]
+    if stale:
+        raise ValueError(
+            f"{path}: cached dataset built with another {', '.join(stale)} than the current one "
+            f"({found} vs {expected}); pass --overwrite to rebuild it"
+        )
+
+
 def build_dataset(config: CollectConfig, task: str, quality: str) -> Path:
-    """Build (or keep) one dataset file and return its path."""
+    """Build (or keep) one dataset file and return its path.
+
+    A cached file is kept only if it was built by this generator version from the same behavior
+    checkpoint and opponent; otherwise ``ValueError`` asks for ``--overwrite``.
+    """
     Path(config.data_dir).mkdir(parents=True, exist_ok=True)
     path = dataset_path(config.data_dir, task, quality, config.seed)
-    if path.exists() and not config.overwrite:
-        print(f"{path}: exists, kept (pass --overwrite to rebuild)")
-        return path
     spec = task_spec(task)
     size = config.size if config.size is not None else PROFILE_SIZES[config.profile]
     # the opponent comes first: pp and world's behavior policies are trained against it
@@ -171,12 +199,22 @@ def build_dataset(config: CollectConfig, task: str, quality: str) -> Path:
     has_behavior = (Path(config.behavior_dir) / task / "behavior.json").is_file()
     # random data needs no behavior policy, but carries the reference returns when they exist
     behavior = read_behavior(task, config.behavior_dir) if quality != "random" or has_behavior else None
-    checkpoint = None
+    checkpoint = Path(config.behavior_dir) / task / f"{quality}.pt" if quality in ("medium", "expert") else None
+    built_from = {
+        "generator version": GENERATOR_VERSION,
+        "behavior checkpoint": file_sha256(checkpoint) if checkpoint and checkpoint.is_file() else None,
+        "opponent": None
+        if opponent is None
+        else {"checkpoint": OPPONENT_FILE, "sha256": file_sha256(Path(config.behavior_dir) / task / OPPONENT_FILE)},
+    }
+    if path.exists() and not config.overwrite:
+        check_cached(path, built_from)
+        print(f"{path}: exists, kept (pass --overwrite to rebuild)")
+        return path
     if quality == "random":
         policy = uniform_policy(task, config.seed)
         arrays = rollout(task, policy, size, config.seed, config.n_envs, config.progress, opponent)
     elif quality in ("medium", "expert"):
-        checkpoint = Path(config.behavior_dir) / task / f"{quality}.pt"
         actor = deterministic_policy(load_actor(checkpoint, task, behavior["matd3_config"]["hidden"]))
         policy = noisy_policy(actor, config.exploration_noise, (spec.n_agents, spec.act_dim), config.seed)
         arrays = rollout(task, policy, size, config.seed, config.n_envs, config.progress, opponent)
@@ -204,13 +242,11 @@ def build_dataset(config: CollectConfig, task: str, quality: str) -> Path:
             "config": asdict(config) | {"task": task, "quality": quality},
         },
         "env_versions": {name: importlib.metadata.version(name) for name in ENV_PACKAGES},
-        "behavior_checkpoint_sha256": None if checkpoint is None else file_sha256(checkpoint),
+        "behavior_checkpoint_sha256": built_from["behavior checkpoint"],
         "reference_returns": None
         if behavior is None
         else {k: behavior["reference_returns"][k] for k in ("random", "expert")},
-        "opponent": None
-        if opponent is None
-        else {"checkpoint": OPPONENT_FILE, "sha256": file_sha256(Path(config.behavior_dir) / task / OPPONENT_FILE)},
+        "opponent": built_from["opponent"],
     }
     save(OfflineDataset(**arrays, metadata=metadata), path, overwrite=config.overwrite)
     print(f"{path}: {len(arrays['rewards'])} transitions")

@@ -131,3 +131,10 @@ def test_all_builds_what_it_can_and_lists_what_it_skipped(tmp_path, behavior_dir
     assert all("python -m deep.opponents" in message for message in skipped)
     assert "skipped world random" in capsys.readouterr().out
     assert load(built[0]).metadata["opponent"] is None
+
+
+def test_cached_dataset_of_another_generator_version_is_not_kept(tmp_path, behavior_dir, monkeypatch):
+    collect.build_dataset(config(tmp_path, behavior_dir), "cn", "random")
+    monkeypatch.setattr(collect, "GENERATOR_VERSION", collect.GENERATOR_VERSION + 1)
+    with pytest.raises(ValueError, match=r"built with another generator version.*--overwrite"):
+        collect.build_dataset(config(tmp_path, behavior_dir), "cn", "random")

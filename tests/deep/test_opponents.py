@@ -1,12 +1,14 @@
 """The fixed opponents of pp and world: the two-stage training, loading, and their use by behavior and collect."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 import torch
 
 from deep import collect
+from deep._files import file_sha256
 from deep.behavior import BehaviorConfig, build_behavior, medium_replay_config, read_behavior, with_shipped_opponent
 from deep.datasets import load
 from deep.envs import TeamEnv, task_spec
@@ -96,3 +98,17 @@ def test_datasets_of_pp_are_played_against_the_opponent(tmp_path, behavior_dir):
     replay = load(collect.build_dataset(collect.CollectConfig(**values, progress=False), "pp", "medium-replay"))
     assert replay.n_transitions == read_behavior("pp", behavior_dir)["medium"]["steps"]
     assert replay.metadata["opponent"]["sha256"] == opponent_sha
+
+
+def test_cached_dataset_played_against_another_opponent_is_not_kept(tmp_path, behavior_dir):
+    values = dict(task="pp", size=25, seed=0, data_dir=str(tmp_path / "data"), n_envs=1, progress=False)
+    collect.build_dataset(collect.CollectConfig(**values, behavior_dir=str(behavior_dir)), "pp", "random")
+    other = tmp_path / "other"
+    shutil.copytree(behavior_dir, other)
+    weights = torch.load(other / "pp" / OPPONENT_FILE, weights_only=True)
+    torch.save({name: value + 0.01 for name, value in weights.items()}, other / "pp" / OPPONENT_FILE)
+    record = json.loads((other / "pp" / "opponent.json").read_text())
+    record["sha256"] = file_sha256(other / "pp" / OPPONENT_FILE)
+    (other / "pp" / "opponent.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="built with another opponent"):
+        collect.build_dataset(collect.CollectConfig(**values, behavior_dir=str(other)), "pp", "random")
