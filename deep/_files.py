@@ -13,6 +13,13 @@ def file_sha256(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def save_atomically(payload, path) -> None:
+    """``torch.save(payload)`` to ``path`` through :func:`write_atomically`."""
+    import torch
+
+    write_atomically(path, lambda temporary: torch.save(payload, temporary))
+
+
 def write_atomically(path, write: Callable[[Path], None]) -> None:
     """Call ``write(temporary)`` on a sibling temporary file, then rename it over ``path``.
 

@@ -29,10 +29,10 @@ import torch
 import tyro
 from tqdm import tqdm
 
-from ._files import write_atomically
+from ._files import save_atomically, write_atomically
 from .envs import TeamEnv, opponent_task, task_spec
 from .evaluation import deterministic_policy, load_actor, team_returns
-from .networks import Actors, Critics, soft_update
+from .networks import Actors, Critics, resolve_device, soft_update
 
 
 @dataclass
@@ -209,16 +209,6 @@ def _resumable_fields(config: dict) -> dict:
     """
     config = asdict(MATD3Config()) | config
     return {key: value for key, value in config.items() if key not in ("resume", "total_steps", "device")}
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def save_atomically(payload: dict, path: Path) -> None:
-    write_atomically(path, lambda temporary: torch.save(payload, temporary))
 
 
 def train(config: MATD3Config, progress: bool = True, stop_at_return: float | None = None) -> dict:

@@ -114,6 +114,15 @@ class Critics(nn.Module):
         return x.view(m, n_candidates, batch)  # [M, K, B]
 
 
+def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA when available, else CPU), ``cpu`` or ``cuda``; naming ``device`` when CUDA is missing."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: cuda requested but torch.cuda.is_available() is False")
+    return torch.device(name)
+
+
 def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     """Polyak averaging ``target <- (1 - tau) target + tau source`` (Algorithm 1, lines 17 and 21)."""
     with torch.no_grad():

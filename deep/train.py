@@ -37,9 +37,10 @@ import tyro
 from tqdm import tqdm
 
 from deep import datasets
-from deep._files import write_atomically
+from deep._files import save_atomically, write_atomically
 from deep.envs import task_spec
 from deep.evaluation import deterministic_policy, evaluation_report, team_returns
+from deep.networks import resolve_device
 from deep.offline import (
     ALGORITHMS,
     Algorithm,
@@ -117,14 +118,6 @@ class TrainConfig:
 
 # Fields that may differ between a checkpoint and the run that resumes it.
 _RESUME_FREE = ("updates", "resume", "device", "progress", "compile", "out_dir", "data_dir")
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device: cuda requested but torch.cuda.is_available() is False")
-    return torch.device(name)
 
 
 def out_dir_of(config: TrainConfig) -> Path:
@@ -255,10 +248,6 @@ def append_logs(out_dir: Path, row: dict, header: list[str]) -> None:
         handle.write(json.dumps(row) + "\n")
     with open(out_dir / "metrics.csv", "a", newline="") as handle:
         csv.DictWriter(handle, fieldnames=header).writerow(row)
-
-
-def save_atomically(payload, path: Path) -> None:
-    write_atomically(path, lambda temporary: torch.save(payload, temporary))
 
 
 def _resumable(config: dict) -> dict:
