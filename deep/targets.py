@@ -8,7 +8,10 @@ over members, and mixed with weights ``w_k``::
 
     y = r + gamma (1 - terminal) sum_k w_k min_e Q'_e(s', a'^(k))
 
-Truncated transitions are not terminal: they bootstrap like any other. The schemes (the masks) and
+Truncated transitions are not terminal: they bootstrap like any other. The replacing actions are the
+*target* policies' smoothed actions, as in TD3 and CFCQL's targets; Algorithm 1 (line 8) writes them
+as samples of the current policies ``pi_i(.|s')``, which for deterministic actors differ only by the
+Polyak lag of the target copies. The schemes (the masks) and
 weightings:
 
 =================  ==================================================  ===============================
