@@ -13,6 +13,23 @@ def file_sha256(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def load_resume_checkpoint(path, device, config: dict, resumable_fields) -> dict:
+    """The checkpoint at ``path`` that ``--resume`` continues, with errors naming ``resume``.
+
+    ``resumable_fields(config_dict)`` keeps the config fields a resumed run must share with its
+    checkpoint; a missing checkpoint or one written with other such fields is an error.
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"resume: no checkpoint at {path}")
+    state = torch.load(path, weights_only=True, map_location=device)
+    if resumable_fields(state["config"]) != resumable_fields(config):
+        raise ValueError(f"resume: the checkpoint at {path} was written with another config")
+    return state
+
+
 def save_atomically(payload, path) -> None:
     """``torch.save(payload)`` to ``path`` through :func:`write_atomically`."""
     import torch

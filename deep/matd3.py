@@ -29,7 +29,7 @@ import torch
 import tyro
 from tqdm import tqdm
 
-from ._files import save_atomically, write_atomically
+from ._files import load_resume_checkpoint, save_atomically, write_atomically
 from .envs import TeamEnv, opponent_task, task_spec
 from .evaluation import deterministic_policy, load_actor, team_returns
 from .networks import Actors, Critics, resolve_device, soft_update
@@ -228,11 +228,7 @@ def train(config: MATD3Config, progress: bool = True, stop_at_return: float | No
     steps, episodes, log = 0, 0, []
     checkpoint_path = out_dir / "checkpoint.pt"
     if config.resume:
-        if not checkpoint_path.is_file():
-            raise FileNotFoundError(f"resume: no checkpoint at {checkpoint_path}")
-        state = torch.load(checkpoint_path, weights_only=True, map_location=device)
-        if _resumable_fields(state["config"]) != _resumable_fields(asdict(config)):
-            raise ValueError(f"resume: the checkpoint at {checkpoint_path} was written with another config")
+        state = load_resume_checkpoint(checkpoint_path, device, asdict(config), _resumable_fields)
         agent.load_state_dict(state["agent"])
         buffer.load_state_dict(state["buffer"])
         rng.bit_generator.state = json.loads(state["numpy_rng"])

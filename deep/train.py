@@ -37,7 +37,7 @@ import tyro
 from tqdm import tqdm
 
 from deep import datasets
-from deep._files import save_atomically, write_atomically
+from deep._files import load_resume_checkpoint, save_atomically, write_atomically
 from deep.envs import task_spec
 from deep.evaluation import deterministic_policy, evaluation_report, team_returns
 from deep.networks import resolve_device
@@ -293,11 +293,7 @@ def train(config: TrainConfig) -> dict:
     wall_before = 0.0
     checkpoint_path = out_dir / "checkpoint.pt"
     if config.resume:
-        if not checkpoint_path.is_file():
-            raise FileNotFoundError(f"resume: no checkpoint at {checkpoint_path}")
-        state = torch.load(checkpoint_path, weights_only=True, map_location=device)
-        if _resumable(state["config"]) != _resumable(asdict(config)):
-            raise ValueError(f"resume: the checkpoint at {checkpoint_path} was written with another config")
+        state = load_resume_checkpoint(checkpoint_path, device, asdict(config), _resumable)
         learner.load_state_dict(state["learner"])
         generator.set_state(state["generator"].cpu())
         log, wall_before = json.loads(state["log"]), float(state["wall_time_s"])
