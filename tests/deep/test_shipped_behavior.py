@@ -23,10 +23,14 @@ def recorded_measurement(record: dict) -> tuple[int, int]:
 
 @pytest.mark.parametrize("task", SHIPPED)
 def test_shipped_policies_match_their_hashes_and_scores(task):
-    """Replaying the recorded measurement (its episodes and seed) gives the recorded score within 1 point.
+    """Replaying the recorded measurement (its episodes and seed) gives the recorded score within its error.
 
-    Episodes are deterministic given the seed, so only a changed checkpoint, environment package or
-    opponent moves the score; 1 normalized point absorbs floating-point drift across machines.
+    Episodes are deterministic given the seed on one machine. On another CPU the rounding of MuJoCo
+    and torch differs, and HalfCheetah's chaotic dynamics turn that into different episodes (the
+    medium policy replayed 45.9 here against its recorded 47.4, identically with 1 and 2 threads):
+    the replay is then a fresh sample of the same policy, which matches the record only within the
+    sampling error of a mean over these episodes. The tolerance is 1 normalized point or three
+    standard errors of the replayed mean, whichever is larger; a changed checkpoint fails the hash.
     """
     record = read_behavior(task)
     hidden = record["matd3_config"]["hidden"]
@@ -37,7 +41,11 @@ def test_shipped_policies_match_their_hashes_and_scores(task):
         assert file_sha256(path) == record[quality]["sha256"]
         policy = deterministic_policy(load_actor(path, task, hidden))
         returns = team_returns(task, policy, episodes, seed=seed, opponent=opponent)
-        assert abs(float(normalized_score(returns.mean(), record["reference_returns"])) - expected) < 1.0
+        reference = record["reference_returns"]
+        score = float(normalized_score(returns.mean(), reference))
+        spread = returns.std(ddof=1) / np.sqrt(len(returns))
+        standard_error = 100.0 * spread / (reference["expert"] - reference["random"])
+        assert abs(score - expected) < max(1.0, 3.0 * standard_error), (quality, score, expected, standard_error)
 
 
 def test_cn_policies_are_shipped():
