@@ -31,6 +31,9 @@ def test_shipped_policies_match_their_hashes_and_scores(task):
     the replay is then a fresh sample of the same policy, which matches the record only within the
     sampling error of a mean over these episodes. The tolerance is 1 normalized point or three
     standard errors of the replayed mean, whichever is larger; a changed checkpoint fails the hash.
+    That is 1 point for the MPE tasks, 1.4 for the HalfCheetah expert (a 5% smaller action already
+    fails it) and 10 for the HalfCheetah medium policy, whose episodes sometimes end in a fall: only
+    more recorded episodes would make that check tighter.
     """
     record = read_behavior(task)
     hidden = record["matd3_config"]["hidden"]
