@@ -189,6 +189,14 @@ def starting_point(layout: Layout, family: str, rng: np.random.Generator) -> tup
         width = 1.0 if layout.q_hat_space == "lipschitz" else 3.0
         put("q_hat", rng.uniform(-width, width, size=layout.part(theta, "q_hat").shape))
     mu_names = ["mu"] if layout.correlated else [f"mu{i}" for i in range(n)]
+
+    def behavior_plays_action_0():
+        # every agent's action 0 (joint action 0 for a correlated mu), with probability ~1
+        for name in mu_names:
+            first = np.full(layout.part(theta, name).shape, -12.0)
+            first.reshape(S, -1)[:, 0] = 12.0
+            put(name, first)
+
     if family == "deterministic":
         for name in [f"pi{i}" for i in range(n)] + mu_names + ["P"]:
             put(name, 12.0 * (layout.part(theta, name) == layout.part(theta, name).max(axis=-1, keepdims=True)))
@@ -219,10 +227,7 @@ def starting_point(layout: Layout, family: str, rng: np.random.Generator) -> tup
         P[-1, :, -1] = 12.0
         put("P", P)
         put("d0", np.where(np.arange(S) == 0, 12.0, -12.0))
-        for name in mu_names:
-            first = np.full(layout.part(theta, name).shape, -12.0)
-            first[:, 0] = 12.0
-            put(name, first)
+        behavior_plays_action_0()
         for i in range(n):
             put(f"pi{i}", np.where(np.arange(layout.action_sizes[i]) == 0, 3.0, -3.0)[None].repeat(S, axis=0))
         put("gamma", rng.uniform(0.5, GAMMA_MAX))
@@ -233,10 +238,7 @@ def starting_point(layout: Layout, family: str, rng: np.random.Generator) -> tup
         by_count = 6.0 * rng.normal(size=(S, n + 1, S))
         put("P", by_count[:, counts, :])
         put("d0", np.where(np.arange(S) == 0, 12.0, -12.0))
-        for name in mu_names:
-            first = np.full(layout.part(theta, name).shape, -12.0)
-            first.reshape(S, -1)[:, 0] = 12.0
-            put(name, first)
+        behavior_plays_action_0()
         for i in range(n):
             put(f"pi{i}", rng.normal(scale=3.0, size=layout.part(theta, f"pi{i}").shape))
         put("weights", 6.0 * rng.normal(size=layout.part(theta, "weights").shape))
@@ -244,10 +246,7 @@ def starting_point(layout: Layout, family: str, rng: np.random.Generator) -> tup
     elif family == "off-support":
         # mu never plays anything but action 0, pi sometimes does, and Q_hat is extreme exactly where mu
         # has no data: the in-distribution error cannot see it
-        for name in mu_names:
-            first = np.full(layout.part(theta, name).shape, -12.0)
-            first.reshape(S, -1)[:, 0] = 12.0
-            put(name, first)
+        behavior_plays_action_0()
         for i in range(n):
             put(f"pi{i}", rng.normal(scale=2.0, size=layout.part(theta, f"pi{i}").shape))
         if "q_hat" in layout.slices:
