@@ -5,9 +5,10 @@
 
 Each run writes to ``<out-dir>/<task>-<dataset>-<algo>-seed<seed>/``. A run with a ``summary.json``
 is finished and skipped; one with a ``checkpoint.pt`` is resumed (``--resume``), so the same command
-continues a killed sweep. At the end (and with ``--table-only`` without training) the table of the
-final and best normalized scores is printed and written to ``<out-dir>/results.md`` and
-``results.json``. ``--workers K`` runs K runs at once in separate processes (one thread each).
+continues a killed sweep; one without (killed before its first checkpoint) starts over
+(``--overwrite``). At the end (and with ``--table-only`` without training) the table of the final
+and best normalized scores is printed and written to ``<out-dir>/results.md`` and ``results.json``.
+``--workers K`` runs K runs at once in separate processes (one thread each).
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class SweepConfig:
 
 
 def run_configs(config: SweepConfig, **overrides) -> list[TrainConfig]:
-    """The grid's training configs, each resuming its checkpoint when one exists.
+    """The grid's training configs, each resuming its checkpoint when one exists, else starting over.
 
     ``overrides`` sets further :class:`TrainConfig` fields of every run (Python API only, e.g. small
     networks in tests).
@@ -77,6 +78,7 @@ def run_configs(config: SweepConfig, **overrides) -> list[TrainConfig]:
         for quality in config.datasets:
             for algo in config.algos:
                 out_dir = Path(config.out_dir) / f"{config.task}-{quality}-{algo}-seed{seed}"
+                resume = (out_dir / "checkpoint.pt").is_file()
                 configs.append(
                     TrainConfig(
                         algo=algo,
@@ -90,7 +92,8 @@ def run_configs(config: SweepConfig, **overrides) -> list[TrainConfig]:
                         eval_every=config.eval_every,
                         eval_episodes=config.eval_episodes,
                         device=config.device,
-                        resume=(out_dir / "checkpoint.pt").is_file(),
+                        resume=resume,
+                        overwrite=not resume,  # a run killed before its first checkpoint left nothing to keep
                         progress=False,
                         **overrides,
                     )

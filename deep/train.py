@@ -19,6 +19,11 @@ the out dir:
   ``settings`` (every resolved hyperparameter), ``versions``, ``wall_time_s``, ...
 
 A non-finite loss stops the run with its update number after writing ``nan_checkpoint.pt``.
+
+An out dir that already holds a run's files is refused unless ``--resume`` continues the run or
+``--overwrite`` deletes its files first; a run holds a lock on its out dir (``.lock``), so a second
+run into it is refused while the first is alive. Checkpoints record their SHA-256, checked on
+``--resume``; these problems are one ``error:`` line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import csv
 import importlib.metadata
 import json
 import platform
+import sys
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -37,7 +43,16 @@ import tyro
 from tqdm import tqdm
 
 from deep import datasets
-from deep._files import load_resume_checkpoint, save_atomically, write_atomically
+from deep._files import (
+    OutDirError,
+    load_resume_checkpoint,
+    locked_out_dir,
+    remove_run_files,
+    remove_stale_temporaries,
+    save_atomically,
+    write_atomically,
+    write_error,
+)
 from deep.envs import task_spec
 from deep.evaluation import deterministic_policy, evaluation_report, team_returns
 from deep.networks import resolve_device
@@ -84,6 +99,8 @@ class TrainConfig:
     """Write a metrics row every this many updates (the only host synchronization of the loop)."""
     resume: bool = False
     """Continue from out_dir/checkpoint.pt (written by a run with the same config, possibly fewer updates)."""
+    overwrite: bool = False
+    """Delete the files of a run in out_dir and start over (without it or --resume such an out dir is refused)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """auto: cuda when available."""
     compile: bool = False
@@ -117,7 +134,10 @@ class TrainConfig:
 
 
 # Fields that may differ between a checkpoint and the run that resumes it.
-_RESUME_FREE = ("updates", "resume", "device", "progress", "compile", "out_dir", "data_dir")
+_RESUME_FREE = ("updates", "resume", "overwrite", "device", "progress", "compile", "out_dir", "data_dir")
+
+RUN_FILES = ("summary.json", "checkpoint.pt", "actor.pt", "metrics.jsonl", "metrics.csv", "tb", "nan_checkpoint.pt")
+"""What a run writes into its out dir (besides ``.lock``): any of them means the out dir holds a run."""
 
 
 def out_dir_of(config: TrainConfig) -> Path:
@@ -244,10 +264,32 @@ def write_logs(out_dir: Path, rows: list[dict], header: list[str]) -> None:
 
 
 def append_logs(out_dir: Path, row: dict, header: list[str]) -> None:
-    with open(out_dir / "metrics.jsonl", "a") as handle:
-        handle.write(json.dumps(row) + "\n")
-    with open(out_dir / "metrics.csv", "a", newline="") as handle:
-        csv.DictWriter(handle, fieldnames=header).writerow(row)
+    for name in ("metrics.jsonl", "metrics.csv"):
+        try:
+            with open(out_dir / name, "a", newline="") as handle:
+                if name.endswith(".csv"):
+                    csv.DictWriter(handle, fieldnames=header).writerow(row)
+                else:
+                    handle.write(json.dumps(row) + "\n")
+        except OSError as error:
+            raise write_error(out_dir / name, error) from error
+
+
+def prepare_out_dir(out_dir: Path, resume: bool, overwrite: bool) -> None:
+    """Clean a locked out dir for a run: stale temporary files go; a run's files stay only with ``resume``.
+
+    Raises :class:`OutDirError` when the out dir holds a run and neither ``resume`` nor
+    ``overwrite`` is given; ``overwrite`` deletes the run's files.
+    """
+    remove_stale_temporaries(out_dir)  # of writers killed mid-write
+    found = [name for name in RUN_FILES if (out_dir / name).exists()]
+    if found and not (resume or overwrite):
+        raise OutDirError(
+            f"out_dir {out_dir} already holds a run ({', '.join(found)}); pass --resume to continue it "
+            "or --overwrite to delete it and start over"
+        )
+    if overwrite:
+        remove_run_files(out_dir, found)
 
 
 def _resumable(config: dict) -> dict:
@@ -260,15 +302,22 @@ def train(config: TrainConfig) -> dict:
 
     Raises
     ------
+    OutDirError
+        An out dir that holds a run without ``resume`` or ``overwrite``, or that another run is
+        using; ``resume`` and ``overwrite`` together. Its subclasses: :class:`CheckpointError`
+        (also a ValueError: a damaged or foreign checkpoint, or one written with another config),
+        :class:`MissingCheckpointError` (also a FileNotFoundError: ``resume`` without a
+        checkpoint), :class:`WriteError` (also an OSError: a file that could not be written).
     ValueError
-        Unknown ``algo``, a dataset that does not match the task, an unavailable device, a
-        checkpoint written with another config, inconsistent intervals.
+        Unknown ``algo``, a dataset that does not match the task, an unavailable device,
+        inconsistent intervals.
     FileNotFoundError
-        A missing dataset (the message holds the deep/collect.py command that builds it), or
-        ``resume`` without a checkpoint.
+        A missing dataset (the message holds the deep/collect.py command that builds it).
     FloatingPointError
         A non-finite loss; ``nan_checkpoint.pt`` in the out dir holds the state at detection.
     """
+    if config.resume and config.overwrite:
+        raise OutDirError("--resume and --overwrite exclude each other: continue the run in out_dir or replace it")
     if config.algo not in ALGORITHMS:
         raise ValueError(f"algo must be one of {tuple(ALGORITHMS)}, got {config.algo!r}")
     if config.eval_every % config.log_every:
@@ -278,12 +327,25 @@ def train(config: TrainConfig) -> dict:
     if device.type == "cpu":
         keep_freed_memory()
     dataset = load_checked_dataset(config)
-    spec = task_spec(config.task)
-    reference = dataset.metadata["reference_returns"]
     opponent = evaluation_opponent(config.task)
     out_dir = out_dir_of(config)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with locked_out_dir(out_dir):  # held for the whole run; the OS releases it if the process dies
+        prepare_out_dir(out_dir, config.resume, config.overwrite)
+        return _train_in(config, settings, total_updates, device, dataset, opponent, out_dir)
 
+
+def _train_in(
+    config: TrainConfig,
+    settings: LearnerSettings,
+    total_updates: int,
+    device: torch.device,
+    dataset: datasets.OfflineDataset,
+    opponent,
+    out_dir: Path,
+) -> dict:
+    """The run of :func:`train` in its prepared, locked out dir."""
+    spec = task_spec(config.task)
+    reference = dataset.metadata["reference_returns"]
     torch.manual_seed(config.seed)
     learner = OfflineLearner(settings, spec.n_agents, spec.obs_dim, spec.act_dims, spec.state_dim, device)
     generator = torch.Generator(device=device).manual_seed(config.seed)
@@ -293,7 +355,8 @@ def train(config: TrainConfig) -> dict:
     wall_before = 0.0
     checkpoint_path = out_dir / "checkpoint.pt"
     if config.resume:
-        state = load_resume_checkpoint(checkpoint_path, device, asdict(config), _resumable)
+        required = ("learner", "generator", "log", "wall_time_s")
+        state = load_resume_checkpoint(checkpoint_path, device, asdict(config), _resumable, required)
         learner.load_state_dict(state["learner"])
         generator.set_state(state["generator"].cpu())
         log, wall_before = json.loads(state["log"]), float(state["wall_time_s"])
@@ -409,8 +472,13 @@ def train(config: TrainConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    """The CLI: the run's summary; an :class:`OutDirError` is one ``error:`` line on stderr and exit code 2."""
     config = tyro.cli(TrainConfig, args=argv, description=__doc__.split("\n\n")[0])
-    return train(config)["summary"]
+    try:
+        return train(config)["summary"]
+    except OutDirError as error:
+        print("error: " + " ".join(str(error).split("\n")), file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

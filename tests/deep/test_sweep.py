@@ -53,3 +53,28 @@ def test_sweep_skips_finished_resumes_unfinished_and_tabulates(tmp_path):
     cells_again, _ = sweep(config, **TINY)
     assert (finished / "summary.json").stat().st_mtime_ns == stamp
     assert cells_again["cfcql/random"] == cells["cfcql/random"]
+
+
+def test_a_run_killed_before_its_first_checkpoint_starts_over(tmp_path):
+    """Its out dir holds logs but no checkpoint.pt: the sweep passes --overwrite, not --resume."""
+    data = tmp_path / "data"
+    write_tiny_dataset(data)
+    config = SweepConfig(
+        algos=("spacql",),
+        datasets=("random",),
+        seeds=(0,),
+        updates=25,
+        eval_every=25,
+        eval_episodes=2,
+        data_dir=str(data),
+        out_dir=str(tmp_path / "runs"),
+        device="cpu",
+    )
+    killed = tmp_path / "runs" / "cn-random-spacql-seed0"
+    killed.mkdir(parents=True)
+    (killed / "metrics.jsonl").write_text('{"update": 25, "critic_loss": 0.0}\n')
+    (run,) = run_configs(config, **TINY)
+    assert run.overwrite and not run.resume
+    cells, failures = sweep(config, **TINY)
+    assert failures == [] and cells["spacql/random"]["seeds"] == 1
+    assert json.loads((killed / "metrics.jsonl").read_text().splitlines()[0])["critic_loss"] != 0.0

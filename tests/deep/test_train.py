@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
+import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 import torch
 
+from deep._files import CheckpointError
 from deep.offline import ALGORITHMS
 from deep.train import TrainConfig, main, train
 from tests.deep.tiny_offline import tiny_train_config, write_tiny_dataset
@@ -149,6 +153,99 @@ def test_default_out_dir_and_updates_follow_the_table():
     assert out_dir_of(config) == Path("runs/offline/cn-medium-icql-qs-seed4")
     settings, updates = settings_of(config)
     assert updates == 10_000 and settings.cql_alpha == 5.0 and settings.lr == 0.01 and settings.n_critics == 10
+
+
+def cli_args(data_dir: Path, out_dir: Path, *extra: str, updates: int = 100) -> list[str]:
+    """deep/train.py's arguments of a tiny CPU run (tiny_train_config's) evaluated every 50 updates."""
+    values = {"data-dir": data_dir, "out-dir": out_dir, "seed": 1, "updates": updates, "eval-every": 50}
+    values |= {"eval-episodes": 2, "log-every": 50, "n-critics": 4, "hidden": 16, "batch-size": 32, "device": "cpu"}
+    args = [part for key, value in values.items() for part in (f"--{key}", str(value))]
+    return [*args, "--no-progress", "--no-tensorboard", *extra]
+
+
+def cli_error(capsys, argv: list[str]) -> str:
+    """The stderr of ``main(argv)``, which must exit with code 2 after one ``error:`` line."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_an_out_dir_holding_a_run_is_refused_without_resume_or_overwrite(data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    main(cli_args(data_dir, out))
+    kept = {name: (out / name).read_bytes() for name in ("summary.json", "checkpoint.pt", "metrics.jsonl")}
+    err = cli_error(capsys, cli_args(data_dir, out))  # the same command again
+    assert f"out_dir {out} already holds a run" in err and "--resume" in err and "--overwrite" in err
+    assert {name: (out / name).read_bytes() for name in kept} == kept
+    assert "exclude each other" in cli_error(capsys, cli_args(data_dir, out, "--resume", "--overwrite"))
+    summary = main(cli_args(data_dir, out, "--overwrite", updates=50))  # the old run's files go first
+    assert summary["updates"] == 50
+    assert [json.loads(line)["update"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [50]
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["learner"]["updates"] == 50
+
+
+def test_a_second_run_into_an_out_dir_in_use_is_refused(data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    with open(out / ".lock", "w") as holder:  # another run holds the out dir
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        holder.write("4242\n")
+        holder.flush()
+        err = cli_error(capsys, cli_args(data_dir, out))
+        assert err == f"error: out_dir {out} is in use by another run (pid 4242)\n"
+        assert sorted(p.name for p in out.iterdir()) == [".lock"]
+    assert main(cli_args(data_dir, out, updates=50))["updates"] == 50  # released: free again
+    assert (out / ".lock").read_text().strip() == str(os.getpid())
+
+
+def test_resume_refuses_a_checkpoint_with_flipped_bits(data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    main(cli_args(data_dir, out))
+    path = out / "checkpoint.pt"
+    raw = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:  # flip a bit inside the largest tensor's bytes
+        record = max((i for i in archive.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    header = record.header_offset  # a local header: 30 bytes, then the name and the extra field
+    name_length, extra_length = (int.from_bytes(raw[header + at : header + at + 2], "little") for at in (26, 28))
+    raw[header + 30 + name_length + extra_length + record.file_size // 2] ^= 0x10
+    path.write_bytes(bytes(raw))
+    torch.load(path, weights_only=True)  # torch itself reads it without complaint
+    with pytest.raises(CheckpointError, match=r"is damaged: its SHA-256 differs"):
+        train(tiny_train_config(data_dir, out, updates=200, eval_every=50, resume=True))
+    err = cli_error(capsys, cli_args(data_dir, out, "--resume", updates=200))
+    assert f"resume: {path} is damaged" in err
+
+
+def test_stale_temporary_files_of_dead_writers_are_removed_on_start(data_dir, tmp_path):
+    dead = tmp_path / f".checkpoint.pt.{2**30}.tmp"  # above any pid_max: its writer is gone
+    alive = tmp_path / f".metrics.csv.{os.getppid()}.tmp"  # its writer (this test's parent) is alive
+    dead.write_bytes(b"half a checkpoint")
+    alive.write_text("a write in progress")
+    train(tiny_train_config(data_dir, tmp_path, updates=50, eval_every=50))
+    assert not dead.exists() and alive.exists()
+
+
+def test_identical_runs_write_byte_identical_actor_and_checkpoint(data_dir, tmp_path, monkeypatch):
+    """Two processes (so two temporary-file pids), one out dir path (it is in the config), a fixed clock."""
+    out = tmp_path / "run"
+    script = (
+        "import types, torch, deep.train as t\n"
+        "from tests.deep.tiny_offline import tiny_train_config\n"
+        "torch.set_num_threads(1)\n"
+        "t.time = types.SimpleNamespace(perf_counter=lambda: 0.0)\n"
+        f"t.train(tiny_train_config({str(data_dir)!r}, {str(out)!r}, updates=50, eval_every=50))\n"
+    )
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, check=True, timeout=300)
+    out.rename(tmp_path / "first")
+    monkeypatch.setattr("deep.train.time", type("FixedClock", (), {"perf_counter": staticmethod(lambda: 0.0)}))
+    train(tiny_train_config(data_dir, out, updates=50, eval_every=50))
+    for name in ("actor.pt", "checkpoint.pt"):
+        assert (out / name).read_bytes() == (tmp_path / "first" / name).read_bytes(), name
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
