@@ -43,6 +43,11 @@ def test_float_quantities_match_the_tabular_engine(instance):
     assert np.allclose(q.soft_partial, t3.soft_partial_policy.probs.reshape(S, -1), atol=1e-12)
 
 
+#: Claims that report the sides at their worst state or agent: at a near-tie float and exact arithmetic may
+#: pick different ones, so only their margin ``lhs - rhs`` (the maximum over states / agents) is compared.
+PICK_THE_WORST = {"eq25", "eq50"}
+
+
 @settings(max_examples=25)
 @given(instance=audit_instances(max_states=2, max_agents=2, max_actions=2))
 def test_exact_quantities_agree_with_the_float_ones_on_every_claim(instance):
@@ -51,7 +56,11 @@ def test_exact_quantities_agree_with_the_float_ones_on_every_claim(instance):
     for claim in CLAIMS:
         exact_sides = claim.evaluate(exact)
         assert all(isinstance(x, Fraction) for x in exact_sides), claim.name
-        for e, f in zip(exact_sides, claim.evaluate(floating), strict=True):
+        float_sides = claim.evaluate(floating)
+        pairs = [(exact_sides[0] - exact_sides[1], float_sides[0] - float_sides[1])]
+        if claim.name not in PICK_THE_WORST:
+            pairs += list(zip(exact_sides, float_sides, strict=True))
+        for e, f in pairs:
             assert abs(float(e) - float(f)) <= 1e-8 * (1 + abs(float(e))), (claim.name, e, f)
 
 
