@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,6 +15,8 @@ from tabular import (
     policy_tv,
     state_occupancy,
 )
+from tabular._validate import check_memory, joint_actions_text
+from tabular.occupancy import subset_memory_parts
 
 from .lemmas import agent_tvs
 
@@ -72,14 +75,36 @@ def subset_membership(n_agents: int) -> np.ndarray:
     return (np.arange(2**n_agents)[:, None] >> np.arange(n_agents)) & 1
 
 
+def growth_memory_parts(mdp: DecMDP) -> list[tuple[str, int]]:
+    """The arrays (formula, bytes) that :func:`growth_curve` builds on ``mdp``, for its memory check."""
+    n, n_states = mdp.n_agents, mdp.n_states
+    n_joint = math.prod(mdp.action_sizes)
+    # membership (and its shifted temporary), shifts' temporaries, bounds, sizes, the n + 1 group masks
+    per_subset = 2 * n * 8 + 2 * n_states * 8 + 4 * 8 + (n + 1)
+    return [
+        *subset_memory_parts(mdp, solve=True),
+        (f"subset table and per-subset results: 2^{n} x {per_subset} bytes", 2**n * per_subset),
+        (
+            f"joint policies for TV(pi, mu) (pi, mu, their validated copies, |pi - mu|): 6 x {n_states} states x "
+            f"{joint_actions_text(mdp.action_sizes, short=True)} joint actions x 8 bytes",
+            6 * n_states * n_joint * 8,
+        ),
+    ]
+
+
 def growth_curve(mdp: DecMDP, pi: FactorizedPolicy, mu) -> GrowthCurve:
     """Compute the growth curve of the distribution shift with the number of deviating agents.
 
     Uses :func:`tabular.all_subset_occupancies` (all 2^n mixed policies with shared prefix
     contractions) and compares each ``d^(S)`` with the behavior occupancy ``d^mu``, which is the
     correlated ``mu``'s own occupancy when ``mu`` is a JointPolicy.
+
+    Everything is per subset (``2^n`` rows) or per joint action (``joint_tv_bound``), so the bytes it
+    needs are estimated first and checked against ``tabular._validate.MEMORY_LIMIT_BYTES`` (4 GiB
+    unless raised): too many agents give a ``ValueError`` with the figure, not an allocation.
     """
     n = mdp.n_agents
+    check_memory("pi", f"{n} agents give 2^{n} subsets", growth_memory_parts(mdp))
     occupancies = all_subset_occupancies(mdp, pi, mu)  # [2^n, S]
     d_behavior = state_occupancy(mdp, mu)
     shifts = 0.5 * np.abs(occupancies - d_behavior).sum(axis=1)  # W1 under the 0-1 metric = TV

@@ -1,6 +1,24 @@
-"""Input checks shared by the public functions: every error names the argument."""
+"""Input checks shared by the public functions: every error names the argument.
+
+Memory: a public function that builds arrays whose size grows with the number of agents (the
+joint action space ``prod(A_i)``, the ``2^n`` subsets of agents) first estimates the bytes it
+needs with :func:`check_memory` and refuses with a ``ValueError`` that states the figure when the
+estimate exceeds :data:`MEMORY_LIMIT_BYTES`. On a machine with more memory, raise the limit::
+
+    import tabular._validate
+    tabular._validate.MEMORY_LIMIT_BYTES = 64 * 2**30   # 64 GiB
+
+It is read at every call, so the new value applies at once. Arrays a caller builds and hands over
+(``DecMDP(P, R, d0, gamma)`` with a given ``P``) are not checked: they already exist.
+
+Sizes (``n_states``, ``action_sizes``, ...) are Python or numpy integers; a float is accepted only
+when it is integral (``3.0``), and booleans are refused (:func:`check_size`).
+"""
 
 from __future__ import annotations
+
+import math
+import operator
 
 import numpy as np
 
@@ -8,15 +26,97 @@ import numpy as np
 #: (0.1 + 0.2 + 0.7) are accepted, a row off by a real amount is not.
 SUM_TOL = 1e-9
 
+#: The most bytes one call may allocate, by its own estimate, before it refuses (4 GiB). Raise it
+#: (``tabular._validate.MEMORY_LIMIT_BYTES = ...``) to allow larger instances; see the module docstring.
+MEMORY_LIMIT_BYTES = 4 * 2**30
+
+
+def format_bytes(n_bytes: int) -> str:
+    """``n_bytes`` in B, KiB, MiB, GiB, TiB or PiB with three significant digits."""
+    value = float(n_bytes)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024.0:
+            return f"{value:.3g} {unit}"
+        value /= 1024.0
+    return f"{value:.3g} PiB"
+
+
+def joint_actions_text(action_sizes, short: bool = False) -> str:
+    """``prod(A_i)`` written so that its size is readable: ``2^30``, ``2x3x4 = 24``, ``prod(A_i) = 72``.
+
+    ``short=True`` gives a bare factor for a formula: ``2^30`` or ``72``.
+    """
+    sizes = [int(a) for a in action_sizes]
+    total = math.prod(sizes)
+    if len(sizes) > 1 and len(set(sizes)) == 1:
+        return f"{sizes[0]}^{len(sizes)}"
+    if short:
+        return str(total)
+    if len(sizes) <= 4:
+        return "x".join(map(str, sizes)) + (f" = {total}" if len(sizes) > 1 else "")
+    return f"prod(A_i) = {total}"
+
+
+def check_memory(name: str, lead: str, parts) -> None:
+    """Refuse a call whose estimated allocation exceeds :data:`MEMORY_LIMIT_BYTES`, before it allocates.
+
+    Parameters
+    ----------
+    name : str
+        The argument the size comes from; the message starts with it.
+    lead : str
+        What makes the call large, e.g. ``"30 agents with 2^30 joint actions"``.
+    parts : sequence of (str, int)
+        The arrays the call builds: a formula in words and its size in bytes (exact integers).
+    """
+    parts = [(text, int(n_bytes)) for text, n_bytes in parts]
+    total = sum(n_bytes for _, n_bytes in parts)
+    if total <= MEMORY_LIMIT_BYTES:
+        return
+    # the parts that matter (a hundredth of the total or more), largest first
+    shown = sorted((part for part in parts if 100 * part[1] >= total), key=lambda part: -part[1])
+    breakdown = "; ".join(f"{text} = {format_bytes(n_bytes)}" for text, n_bytes in shown)
+    raise ValueError(
+        f"{name}: {lead}: needs about {format_bytes(total)} ({breakdown}), more than the "
+        f"{format_bytes(MEMORY_LIMIT_BYTES)} limit; use a smaller instance, or raise "
+        "tabular._validate.MEMORY_LIMIT_BYTES on a machine with the memory"
+    )
+
+
+def check_size(name: str, value, minimum: int = 0) -> int:
+    """Return the size ``value`` as an ``int >= minimum``.
+
+    Integers (Python or numpy) are accepted, and floats only when integral (``3.0``); booleans,
+    non-integral floats (``2.5``), strings and the like are refused rather than truncated.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name}: must be an integer, got the boolean {value!r}")
+    try:
+        size = operator.index(value)
+    except TypeError:
+        if isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer():
+            size = int(value)
+        else:
+            raise ValueError(f"{name}: must be an integer, got {value!r}") from None
+    if size < minimum:
+        raise ValueError(f"{name}: must be at least {minimum}, got {size}")
+    return size
+
 
 def as_float_array(name: str, value, ndim: int | None = None, min_ndim: int | None = None) -> np.ndarray:
     """Return a C-contiguous float64 copy of ``value``, refusing NaN/inf and wrong ranks.
 
-    A copy, so that freezing it never freezes (or aliases) the caller's array.
+    A copy, so that freezing it never freezes (or aliases) the caller's array. Complex input is
+    refused (even with zero imaginary parts), not cast: the cast would drop the imaginary part.
     """
     try:
-        array = np.array(value, dtype=np.float64, order="C", copy=True)
+        raw = np.asarray(value)
+        if np.iscomplexobj(raw):
+            raise ValueError(f"{name}: has complex entries (dtype {raw.dtype}); the engine needs real numbers")
+        array = np.array(raw, dtype=np.float64, order="C", copy=True)
     except (TypeError, ValueError) as error:
+        if str(error).startswith(f"{name}: "):
+            raise
         raise ValueError(f"{name}: cannot be read as a float array ({error})") from None
     if ndim is not None and array.ndim != ndim:
         raise ValueError(f"{name}: expected {ndim} dimensions, got shape {array.shape}")

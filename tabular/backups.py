@@ -13,11 +13,11 @@ Then ``T_i^ind Q = r + gamma B_{{i}} Q`` (eq. 1) and ``T^(k) Q = r + gamma mean_
 
 from __future__ import annotations
 
-from math import comb
+from math import comb, prod
 
 import numpy as np
 
-from ._validate import as_float_array, check_subset
+from ._validate import as_float_array, check_memory, check_subset, joint_actions_text
 from .datasets import Dataset
 from .policies import FactorizedPolicy
 
@@ -34,6 +34,17 @@ def _check(q, dataset: Dataset, pi: FactorizedPolicy) -> np.ndarray:
             f"pi: has {pi.n_states} states and action sizes {pi.action_sizes}, "
             f"but the dataset has {dataset.n_states} and {dataset.action_sizes}"
         )
+    check_memory(
+        "dataset",
+        f"{len(dataset)} transitions over {joint_actions_text(dataset.action_sizes)} joint actions",
+        [
+            (
+                f"Q at the next states and its contractions: 3 x {len(dataset)} transitions x "
+                f"{joint_actions_text(dataset.action_sizes, short=True)} joint actions x 8 bytes",
+                3 * len(dataset) * prod(dataset.action_sizes) * 8,
+            )
+        ],
+    )
     return q
 
 

@@ -9,10 +9,12 @@ per transition: ``1 / N`` for a sample of size ``N``, and the exact probability
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from ._validate import check_memory, check_size, joint_actions_text
 from .mdp import DecMDP
 from .occupancy import state_occupancy
 from .policies import Policy, check_policy
@@ -115,8 +117,27 @@ def sample_dataset(mdp: DecMDP, mu: Policy, size: int, seed: int) -> Dataset:
     seed : int
     """
     check_policy("mu", mu, mdp)
-    if int(size) < 1:
+    if check_size("size", size) < 1:
         raise ValueError(f"size: a dataset needs at least one transition, got {size}")
+    size = int(size)
+    n_joint = math.prod(mdp.action_sizes)
+    check_memory(
+        "size",
+        f"{size} transitions over {joint_actions_text(mdp.action_sizes)} joint actions",
+        [
+            (
+                f"the behavior rows, their cumulative sums and comparisons: {size} transitions x "
+                f"({joint_actions_text(mdp.action_sizes, short=True)} joint actions + {mdp.n_states} next states) "
+                "x 17 bytes",
+                size * (n_joint + mdp.n_states) * 17,
+            ),
+            (
+                f"the behavior policy: {mdp.n_states} states x {joint_actions_text(mdp.action_sizes, short=True)} "
+                "joint actions x 8 bytes",
+                mdp.n_states * n_joint * 8,
+            ),
+        ],
+    )
     rng = np.random.default_rng(seed)
     behavior = mu.joint().reshape(mdp.n_states, -1)  # [S, |A|]
     states = rng.choice(mdp.n_states, size=size, p=_normalized(state_occupancy(mdp, mu)))
@@ -134,6 +155,19 @@ def exact_dataset(mdp: DecMDP, mu: Policy) -> Dataset:
     as ``N -> infinity``. Size is at most ``S^2 |A|^2``, for small instances.
     """
     check_policy("mu", mu, mdp)
+    n_joint, n_agents = math.prod(mdp.action_sizes), mdp.n_agents
+    per_cell = 8 + 1 + 5 * 8 + 2 * n_agents * 8 + 8  # probability, mask, 4 indices + weight, actions, reward
+    check_memory(
+        "mdp",
+        f"{n_agents} agents with {joint_actions_text(mdp.action_sizes)} joint actions",
+        [
+            (
+                f"up to (S |A|)^2 transitions: ({mdp.n_states} states x "
+                f"{joint_actions_text(mdp.action_sizes, short=True)} joint actions)^2 x {per_cell} bytes",
+                (mdp.n_states * n_joint) ** 2 * per_cell,
+            )
+        ],
+    )
     behavior = mu.joint().reshape(mdp.n_states, -1)
     P = mdp.P.reshape(mdp.n_states, -1, mdp.n_states)
     d = state_occupancy(mdp, mu)

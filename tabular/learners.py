@@ -17,9 +17,24 @@ parameterization (one number per ``(s, a)``), following Algorithm 1 of the paper
 3. **Policy improvement per agent** (Algorithm 1, line 20): ``pi_i(. | s)`` greedy (or softmax)
    in ``E_{a_-i ~ D(s)} Q(s, a_i, a_-i)``, the other agents' actions at their logged distribution.
 
-Steps 1-2 repeat under a fixed policy until the table moves by at most ``tol`` (policy
-evaluation), then step 3 runs once (policy iteration); the learner stops when the improved
-policy was already evaluated before. The first policy is the data's empirical behavior.
+Steps 1-2 repeat under a fixed policy (policy evaluation) until the contraction bound certifies
+``tol``, as in :func:`tabular.q_optimal`: under a fixed policy a sweep is a ``gamma``-contraction in
+the sup norm, so ``gamma / (1 - gamma) * ||Q_t - Q_{t-1}||_inf <= tol`` certifies that ``Q_t`` is
+within ``tol`` of the evaluation's fixed point (the change itself must also be ``<= tol``, which
+only binds for ``gamma <= 1/2``, where the results are those of the earlier change-only rule). Then
+step 3 runs once (policy iteration); the learner
+stops when the improved policy was already evaluated before. The first policy is the data's
+empirical behavior. (For SPaCQL with ``weighting="uncertainty"`` the weights move with the
+ensemble, so a sweep need not be a contraction and the same stopping rule is not a certificate.)
+
+Sweeps: by default (``max_iter=None``) an evaluation may run as many sweeps as the contraction
+needs in the worst case to certify ``tol`` from a table in the value range,
+``2 gamma^t / (1 - gamma)^2 <= tol``; when that exceeds :data:`MAX_SWEEPS` (``gamma`` very close
+to 1, e.g. 0.999999) the learner refuses at once with a ``ValueError`` naming ``gamma`` instead of
+running for hours. FQE raises a ``RuntimeError`` when its evaluation stops uncertified (an explicit
+``max_iter`` too small, or a ``tol`` below round-off); the learners that improve their policy stop
+that evaluation there (a truncated fitted iteration, e.g. ``max_iter=1`` for one sweep) and report
+``converged=False`` with the certified ``error_bound``.
 
 Penalties ``G = pushed-down distribution - data distribution``:
 
@@ -30,11 +45,12 @@ Penalties ``G = pushed-down distribution - data distribution``:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from ._validate import check_gamma
+from ._validate import check_gamma, check_memory, check_size, joint_actions_text
 from .backups import k_backups
 from .datasets import Dataset
 from .policies import FactorizedPolicy, JointPolicy
@@ -42,6 +58,10 @@ from .policies import FactorizedPolicy, JointPolicy
 #: Added to the ensemble standard deviation before inverting it (eq. 7), so that an ensemble
 #: that agrees exactly gets a large finite weight rather than a division by zero.
 UNCERTAINTY_FLOOR = 1e-8
+
+#: The most sweeps one policy evaluation runs when ``max_iter`` is not given (as ``tabular.q_optimal``'s
+#: ``max_iter``); a ``gamma`` and ``tol`` whose worst case needs more are refused up front.
+MAX_SWEEPS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -64,10 +84,14 @@ class LearnerResult:
     iterations : int
         Fitted-iteration sweeps over the dataset, all policy-evaluation phases together.
     converged : bool
-        Whether the last evaluation reached ``tol`` (sup-norm change of the table) and, for the
+        Whether the last evaluation certified ``tol`` (``error_bound <= tol``) and, for the
         learners that improve their policy, the improved policy equals the evaluated one. ``False``
         also when greedy improvement cycles between policies (the conservative penalty depends on
-        the policy, so a greedy fixed point need not exist).
+        the policy, so a greedy fixed point need not exist), or when an explicit ``max_iter``
+        truncated the evaluation.
+    error_bound : float
+        ``gamma / (1 - gamma) * ||Q_t - Q_{t-1}||_inf`` at the last sweep: a bound on the distance of
+        ``q_ensemble`` to the fixed point of the last evaluation (module docstring).
     """
 
     q: np.ndarray
@@ -76,6 +100,7 @@ class LearnerResult:
     weights: np.ndarray | None
     iterations: int
     converged: bool
+    error_bound: float = math.nan
 
 
 def uncertainty_weights(uncertainty: np.ndarray) -> np.ndarray:
@@ -88,9 +113,22 @@ def fitted_q_evaluation(dataset: Dataset, gamma: float, pi: FactorizedPolicy, **
     """Evaluate ``pi``: targets ``r + gamma E_{a' ~ pi(s')} Q(s', a')``, no penalty, no improvement.
 
     On :func:`~tabular.datasets.exact_dataset` data whose behavior covers every action, the
-    fixed point is ``Q^pi``.
+    fixed point is ``Q^pi``. Stops when ``gamma / (1 - gamma) * ||Q_t - Q_{t-1}||_inf <= tol``
+    (``tol=1e-10`` by default), which certifies ``||q - fixed point||_inf <= tol``; raises a
+    ``ValueError`` up front when the worst case needs more than :data:`MAX_SWEEPS` sweeps and
+    ``max_iter`` is not given, and a ``RuntimeError`` when ``max_iter`` sweeps do not certify ``tol``.
     """
-    return _fitted_iteration(dataset, gamma, backup="all", penalty=None, alpha=0.0, policy=pi, improve=False, **options)
+    return _fitted_iteration(
+        dataset,
+        gamma,
+        backup="all",
+        penalty=None,
+        alpha=0.0,
+        policy=pi,
+        improve=False,
+        learner="fitted_q_evaluation",
+        **options,
+    )
 
 
 def q_learning(dataset: Dataset, gamma: float, **options) -> LearnerResult:
@@ -98,7 +136,9 @@ def q_learning(dataset: Dataset, gamma: float, **options) -> LearnerResult:
 
     The returned policy plays, per state, the components of the joint argmax of ``Q``.
     """
-    return _fitted_iteration(dataset, gamma, backup="max", penalty=None, alpha=0.0, improve=True, **options)
+    return _fitted_iteration(
+        dataset, gamma, backup="max", penalty=None, alpha=0.0, improve=True, learner="q_learning", **options
+    )
 
 
 def cql(dataset: Dataset, gamma: float, alpha: float, penalty: str = "counterfactual", **options) -> LearnerResult:
@@ -108,7 +148,9 @@ def cql(dataset: Dataset, gamma: float, alpha: float, penalty: str = "counterfac
     """
     if penalty not in ("joint", "counterfactual"):
         raise ValueError(f"penalty: must be 'joint' or 'counterfactual', got {penalty!r}")
-    return _fitted_iteration(dataset, gamma, backup="all", penalty=penalty, alpha=alpha, improve=True, **options)
+    return _fitted_iteration(
+        dataset, gamma, backup="all", penalty=penalty, alpha=alpha, improve=True, learner="cql", **options
+    )
 
 
 def icql_qs(dataset: Dataset, gamma: float, alpha: float, **options) -> LearnerResult:
@@ -117,7 +159,9 @@ def icql_qs(dataset: Dataset, gamma: float, alpha: float, **options) -> LearnerR
     ``T^ai`` equals ``T^(1)`` (one uniformly chosen deviating agent); the penalty is the
     counterfactual one averaged over agents.
     """
-    return _fitted_iteration(dataset, gamma, backup=1, penalty="counterfactual", alpha=alpha, improve=True, **options)
+    return _fitted_iteration(
+        dataset, gamma, backup=1, penalty="counterfactual", alpha=alpha, improve=True, learner="icql_qs", **options
+    )
 
 
 def spacql(
@@ -150,7 +194,7 @@ def spacql(
             raise ValueError(f"weighting: must be 'uncertainty', 'uniform' or an int k, got {weighting!r}")
     elif not (isinstance(weighting, (int, np.integer)) and 1 <= weighting <= dataset.n_agents):
         raise ValueError(f"weighting: a fixed k must be an integer in 1..{dataset.n_agents}, got {weighting!r}")
-    if int(n_members) < 2:
+    if check_size("n_members", n_members) < 2:
         raise ValueError(f"n_members: an ensemble needs at least 2 members for a standard deviation, got {n_members}")
     return _fitted_iteration(
         dataset,
@@ -159,6 +203,7 @@ def spacql(
         penalty="counterfactual",
         alpha=alpha,
         improve=True,
+        learner="spacql",
         n_members=int(n_members),
         weighting=weighting,
         seed=seed,
@@ -174,6 +219,7 @@ def _fitted_iteration(
     penalty: str | None,
     alpha: float,
     improve: bool,
+    learner: str,
     policy: FactorizedPolicy | None = None,
     n_members: int = 1,
     weighting="uncertainty",
@@ -191,14 +237,41 @@ def _fitted_iteration(
         raise ValueError(f"alpha: must be a finite non-negative number, got {alpha!r}")
     if temperature is not None and not temperature > 0:
         raise ValueError(f"temperature: must be positive (or None for greedy), got {temperature!r}")
+    if not (isinstance(tol, (int, float, np.integer, np.floating)) and np.isfinite(tol) and tol > 0):
+        raise ValueError(f"tol: must be a positive number, got {tol!r}")
+    tol = float(tol)
     if max_iter is None:
-        # a gamma-contraction moves a table in the box |Q| <= v_max by at most 2 v_max gamma^t after t sweeps
-        max_iter = 1 + int(np.ceil(np.log(tol / (2.0 / (1.0 - gamma))) / np.log(gamma))) if gamma > 0 else 2
-    if int(max_iter) < 1 or int(max_policy_iter) < 1:
-        raise ValueError(f"max_iter, max_policy_iter: must be at least 1, got {max_iter}, {max_policy_iter}")
+        max_iter = _sweeps_to_certify(gamma, tol)
+        if max_iter > MAX_SWEEPS:
+            raise ValueError(
+                f"gamma: {gamma!r} is so close to 1 that certifying tol={tol:.3g} can take up to {max_iter:,} "
+                f"sweeps per policy evaluation (2 gamma^t / (1 - gamma)^2 <= tol), more than the default cap of "
+                f"{MAX_SWEEPS:,} (tabular.learners.MAX_SWEEPS); raise tol, lower gamma, or pass max_iter to try anyway"
+            )
+    else:
+        max_iter = check_size("max_iter", max_iter, minimum=1)
+    max_policy_iter = check_size("max_policy_iter", max_policy_iter, minimum=1)
     if np.abs(dataset.rewards).max() > 1.0 + 1e-12:
         raise ValueError("dataset: rewards must satisfy |r| <= 1 (the value range 1/(1-gamma) relies on it)")
     n, shape = dataset.n_agents, (dataset.n_states, *dataset.action_sizes)
+    n_joint = math.prod(dataset.action_sizes)
+    check_memory(
+        "dataset",
+        f"{n} agents with {joint_actions_text(dataset.action_sizes)} joint actions",
+        [
+            (
+                f"the tables (q, its update, data weights, penalties, temporaries): 8 x {n_members} members x "
+                f"{dataset.n_states} states x {joint_actions_text(dataset.action_sizes, short=True)} joint actions "
+                "x 8 bytes",
+                8 * n_members * dataset.n_states * n_joint * 8,
+            ),
+            (
+                f"the next-state values and their contractions: 3 x {n_members} members x {len(dataset)} "
+                f"transitions x {joint_actions_text(dataset.action_sizes, short=True)} joint actions x 8 bytes",
+                3 * n_members * len(dataset) * n_joint * 8,
+            ),
+        ],
+    )
     v_max = 1.0 / (1.0 - gamma)
     rng = np.random.default_rng(seed)
     cell = np.ravel_multi_index((dataset.states, *dataset.actions.T), shape)  # [N] flat (s, a) index
@@ -216,9 +289,9 @@ def _fitted_iteration(
         policy = FactorizedPolicy(JointPolicy(behavior).marginals())
 
     seen_policies, next_state_weights, iterations, converged = [], None, 0, False
-    for _ in range(int(max_policy_iter)):
+    for _ in range(max_policy_iter):
         # evaluation: the table's fitted iteration under the current policy, to its fixed point
-        for _ in range(int(max_iter)):
+        for sweep in range(1, max_iter + 1):  # noqa: B007 (the count is read after the loop)
             iterations += 1
             if backup == "max":
                 next_value = q[:, dataset.next_states].reshape(len(q), len(dataset), -1).max(axis=2)  # [J, N]
@@ -251,20 +324,44 @@ def _fitted_iteration(
             )
             change = np.abs(updated - q).max()
             q = updated
-            if change <= tol:
+            # a gamma-contraction certifies ||q - fixed point||_inf <= gamma / (1 - gamma) * change
+            bound = gamma / (1.0 - gamma) * change if gamma > 0 else 0.0
+            certified = bound <= tol and change <= tol  # the second binds for gamma <= 1/2 only
+            if certified:
                 break
+        if not certified and not improve:
+            raise RuntimeError(
+                f"max_iter: {learner} stopped a policy evaluation after {sweep:,} sweeps with certified error "
+                f"{bound:.3g} > tol={tol:.3g} (gamma={gamma!r}); raise max_iter or tol"
+            )
         if not improve:
-            converged = change <= tol
+            converged = certified
             break
         # improvement; a policy seen before means it is stable (or cycling): stop either way
         seen_policies.append(policy)
         policy = _improve(q[0], behavior, backup == "max", temperature)
         if any(_same_policy(policy, earlier) for earlier in seen_policies):
-            converged = change <= tol and _same_policy(policy, seen_policies[-1])
+            converged = certified and _same_policy(policy, seen_policies[-1])
             break
 
     weights = None if next_state_weights is None else _per_state(next_state_weights, dataset)
-    return LearnerResult(q[0], policy, q, weights, iterations, converged)
+    return LearnerResult(q[0], policy, q, weights, iterations, converged, float(bound))
+
+
+def _sweeps_to_certify(gamma: float, tol: float) -> int:
+    """Sweeps after which a ``gamma``-contraction started in the box ``|Q| <= 1/(1-gamma)`` certifies ``tol``.
+
+    The first sweep moves the table by at most ``2 / (1 - gamma)`` (both tables lie in the box) and
+    sweep ``t`` by at most ``gamma^(t-1)`` times that, so the bound ``gamma / (1 - gamma) * change``
+    is at most ``2 gamma^t / (1 - gamma)^2``, which is ``<= tol`` from the returned ``t`` on (as is the
+    change itself, which the stopping rule also asks to be ``<= tol``).
+    """
+    if gamma == 0.0:
+        return 2  # the first sweep reaches the fixed point, the second sees it move by 0
+    v_max = 1.0 / (1.0 - gamma)
+    change_below_tol = 1 + math.ceil(math.log(tol / (2.0 * v_max)) / math.log(gamma))
+    bound_below_tol = math.ceil(math.log(tol * (1.0 - gamma) ** 2 / 2.0) / math.log(gamma))
+    return max(1, change_below_tol, bound_below_tol)
 
 
 def _same_policy(a: FactorizedPolicy, b: FactorizedPolicy) -> bool:

@@ -11,11 +11,12 @@ Conventions used throughout the package (paper, section "Setting and key assumpt
 
 from __future__ import annotations
 
+import math
 from functools import cached_property
 
 import numpy as np
 
-from ._validate import as_float_array, check_distributions, check_gamma
+from ._validate import as_float_array, check_distributions, check_gamma, check_memory, check_size, joint_actions_text
 
 #: Rewards may exceed 1 in magnitude by this much (decimal round-off), no more.
 REWARD_TOL = 1e-12
@@ -80,8 +81,21 @@ class DecMDP:
         """``[P | R]`` stacked on the last axis, shape (S, A_1, ..., A_n, S + 1).
 
         Contracting this tensor with a policy gives the induced kernel ``P^phi`` and the
-        expected reward ``r^phi`` in one pass.
+        expected reward ``r^phi`` in one pass. Built on first use, after a memory check
+        (``tabular._validate.MEMORY_LIMIT_BYTES``).
         """
+        n_states, n_joint = self.n_states, math.prod(self.action_sizes)
+        check_memory(
+            "mdp",
+            f"{self.n_agents} agents with {joint_actions_text(self.action_sizes)} joint actions",
+            [
+                (
+                    f"[P | R]: {n_states} states x {joint_actions_text(self.action_sizes, short=True)} joint actions "
+                    f"x ({n_states} next states + 1) x 8 bytes",
+                    n_states * n_joint * (n_states + 1) * 8,
+                )
+            ],
+        )
         stacked = np.concatenate([self.P, self.R[..., None]], axis=-1)
         stacked.setflags(write=False)
         return stacked
@@ -121,16 +135,44 @@ def random_decmdp(
         Each ``P(. | s, a)`` puts all its mass on one random next state.
 
     Rewards are uniform on ``[-1, 1]``; ``d0`` is Dirichlet(1).
+
+    Sizes are integers (Python or numpy); an integral float such as ``3.0`` is accepted, ``2.5``
+    and booleans are refused. Before drawing, the bytes of ``P`` and ``R`` (drawn, then copied by
+    :class:`DecMDP`) are checked against ``tabular._validate.MEMORY_LIMIT_BYTES`` (4 GiB unless
+    raised), so an instance with too many agents fails at once with the figure.
     """
-    action_sizes = tuple(int(a) for a in action_sizes)
-    if int(n_states) < 1:
-        raise ValueError(f"n_states: must be at least 1, got {n_states}")
-    if not action_sizes or min(action_sizes) < 1:
+    n_states = check_size("n_states", n_states, minimum=1)
+    if isinstance(action_sizes, (str, bytes)) or not hasattr(action_sizes, "__iter__"):
+        raise ValueError(f"action_sizes: must be a sequence of integers, one per agent, got {action_sizes!r}")
+    action_sizes = tuple(action_sizes)
+    if not action_sizes:
         raise ValueError(f"action_sizes: need at least one agent and one action each, got {action_sizes}")
+    checked = []
+    for i, size in enumerate(action_sizes):
+        try:
+            checked.append(check_size("action_sizes", size, minimum=1))
+        except ValueError as error:
+            detail = str(error).split(": ", 1)[1]
+            raise ValueError(f"action_sizes: agent {i}'s number of actions {detail}") from None
+    action_sizes = tuple(checked)
+    n_absorbing = check_size("n_absorbing", n_absorbing)
     if not 0 <= n_absorbing <= n_states:
         raise ValueError(f"n_absorbing: must lie in [0, n_states={n_states}], got {n_absorbing}")
-    if concentration <= 0:
+    if not concentration > 0:
         raise ValueError(f"concentration: must be positive, got {concentration}")
+    n_joint = math.prod(action_sizes)
+    check_memory(
+        "action_sizes",
+        f"{len(action_sizes)} agents with {joint_actions_text(action_sizes)} joint actions",
+        [
+            (
+                f"P and R, drawn and then copied by DecMDP: 2 x {n_states} states x "
+                f"{joint_actions_text(action_sizes, short=True)} joint actions "
+                f"x ({n_states} next states + 1) x 8 bytes",
+                2 * n_states * n_joint * (n_states + 1) * 8,
+            )
+        ],
+    )
     rng = np.random.default_rng(seed)
     shape = (n_states, *action_sizes)
     if deterministic:

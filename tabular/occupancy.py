@@ -13,9 +13,12 @@ policy is never built.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ._kernels import _contract_all_agents
+from ._validate import check_memory
 from .mdp import DecMDP
 from .policies import FactorizedPolicy, JointPolicy, Policy, check_policy
 
@@ -47,6 +50,37 @@ def _contract_policies(mdp: DecMDP, candidates) -> np.ndarray:
     out = np.empty((n_choices ** len(sizes), n_states, n_states + 1))
     _contract_all_agents(tensor, choices, np.array(sizes, dtype=np.int64), scratch_size, out)
     return out
+
+
+def subset_memory_parts(mdp: DecMDP, solve: bool) -> list[tuple[str, int]]:
+    """The arrays (formula, bytes) that the 2^n subset contraction builds, and with ``solve`` the occupancy solves.
+
+    Used by :func:`all_subset_kernels`, :func:`all_subset_occupancies` and ``bounds.growth_curve``
+    for their memory check before anything is allocated.
+    """
+    n, n_states, sizes = mdp.n_agents, mdp.n_states, mdp.action_sizes
+    n_subsets = 2**n
+    parts = [
+        (
+            f"[P^(S) | r^(S)] of the 2^{n} mixed policies: 2^{n} x {n_states} states x ({n_states} + 1) x 8 bytes",
+            n_subsets * n_states * (n_states + 1) * 8,
+        )
+    ]
+    largest_block = max(2 ** (i + 1) * math.prod(sizes[i + 1 :]) for i in range(n))
+    scratch = 2 * largest_block * (n_states + 1) * 8
+    parts.append((f"contraction scratch: 2 x {largest_block} x ({n_states} + 1) x 8 bytes", scratch))
+    if "transition_and_reward" not in mdp.__dict__:  # cached_property, built on first use
+        stacked = n_states * math.prod(sizes) * (n_states + 1) * 8
+        parts.append((f"[P | R]: {n_states} x {math.prod(sizes)} x ({n_states} + 1) x 8 bytes", stacked))
+    if solve:
+        parts.append(
+            (
+                f"I - gamma P^(S) (and a temporary) and the occupancies: 2^{n} x {n_states} x (2 x {n_states} + 1) "
+                "x 8 bytes",
+                n_subsets * n_states * (2 * n_states + 1) * 8,
+            )
+        )
+    return parts
 
 
 def induced_kernel(mdp: DecMDP, policy: Policy) -> tuple[np.ndarray, np.ndarray]:
@@ -110,15 +144,15 @@ def all_subset_kernels(mdp: DecMDP, pi: FactorizedPolicy, mu: Policy) -> tuple[n
     after agent ``i`` there are ``2^(i+1)`` partial tensors of shape (A_{i+2}, ..., A_n, S + 1)
     per state.
 
+    The memory it needs (``2^n * S * (S + 1)`` numbers and more) is estimated first and checked
+    against ``tabular._validate.MEMORY_LIMIT_BYTES``.
+
     Returns
     -------
     P_sub : ndarray, shape (2^n, S, S)
     r_sub : ndarray, shape (2^n, S)
     """
-    check_policy("pi", pi, mdp)
-    check_policy("mu", mu, mdp)
-    if not isinstance(pi, FactorizedPolicy):
-        raise ValueError(f"pi: must be a FactorizedPolicy (per-agent learned policies), got {type(pi).__name__}")
+    _check_subset_inputs(mdp, pi, mu, solve=False)
     pairs = [[behavior_i, learned_i] for behavior_i, learned_i in zip(mu.marginals(), pi.factors, strict=True)]
     contracted = _contract_policies(mdp, pairs)  # [2^n, S, S + 1]; choice 0 = mu_i, 1 = pi_i
     return contracted[:, :, : mdp.n_states], contracted[:, :, mdp.n_states]
@@ -142,6 +176,18 @@ def all_subset_occupancies(mdp: DecMDP, pi: FactorizedPolicy, mu: Policy) -> np.
     Returns
     -------
     ndarray, shape (2^n, S)
+
+    The memory it needs is estimated first (:func:`all_subset_kernels`, plus the ``2^n`` solves) and
+    checked against ``tabular._validate.MEMORY_LIMIT_BYTES``.
     """
+    _check_subset_inputs(mdp, pi, mu, solve=True)
     P_sub, _ = all_subset_kernels(mdp, pi, mu)
     return occupancy_from_kernel(mdp.d0, P_sub, mdp.gamma)
+
+
+def _check_subset_inputs(mdp: DecMDP, pi, mu, solve: bool) -> None:
+    check_policy("pi", pi, mdp)
+    check_policy("mu", mu, mdp)
+    if not isinstance(pi, FactorizedPolicy):
+        raise ValueError(f"pi: must be a FactorizedPolicy (per-agent learned policies), got {type(pi).__name__}")
+    check_memory("pi", f"{mdp.n_agents} agents give 2^{mdp.n_agents} mixed policies", subset_memory_parts(mdp, solve))

@@ -7,10 +7,27 @@ time. A correlated policy is stored as the joint array ``phi(a_1, ..., a_n | s)`
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from ._validate import as_float_array, check_distributions, check_subset
+from ._validate import as_float_array, check_distributions, check_memory, check_subset, joint_actions_text
 from .mdp import DecMDP
+
+
+def _check_joint_memory(name: str, n_states: int, action_sizes, n_arrays: int, what: str) -> None:
+    """Refuse building ``n_arrays`` joint arrays (S, A_1, ..., A_n) beyond the memory limit."""
+    check_memory(
+        name,
+        f"{len(action_sizes)} agents with {joint_actions_text(action_sizes)} joint actions",
+        [
+            (
+                f"{what}: {n_arrays} x {n_states} states x {joint_actions_text(action_sizes, short=True)} "
+                "joint actions x 8 bytes",
+                n_arrays * n_states * math.prod(action_sizes) * 8,
+            )
+        ],
+    )
 
 
 class FactorizedPolicy:
@@ -55,8 +72,10 @@ class FactorizedPolicy:
     def joint(self) -> np.ndarray:
         """The joint array ``phi(a_1, ..., a_n | s)``, shape (S, A_1, ..., A_n).
 
-        This materializes ``S * prod(A_i)`` numbers; the engine itself never calls it.
+        This materializes ``S * prod(A_i)`` numbers (checked first against
+        ``tabular._validate.MEMORY_LIMIT_BYTES``); the exact engine's occupancies never call it.
         """
+        _check_joint_memory("factors", self.n_states, self.action_sizes, 1, "the joint policy array")
         joint = self.factors[0]
         for factor in self.factors[1:]:
             # broadcast factor [S, A_k] against joint [S, A_1, ..., A_{k-1}] -> [S, A_1, ..., A_k]
@@ -191,6 +210,8 @@ def random_correlated_policy(
     """
     if not 0.0 <= correlation <= 1.0:
         raise ValueError(f"correlation: must lie in [0, 1], got {correlation}")
+    # the independent and shared parts, their mix (two temporaries) and JointPolicy's validated copy
+    _check_joint_memory("mdp", mdp.n_states, mdp.action_sizes, 5, "joint policy arrays")
     rng = np.random.default_rng(seed)
     independent = random_factorized_policy(mdp, int(rng.integers(2**63)), concentration=concentration).joint()
     n_signals = max(mdp.action_sizes)

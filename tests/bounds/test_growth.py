@@ -77,3 +77,27 @@ def test_plot_leaves_the_matplotlib_backend_alone(tmp_path):
     figure = bounds.plot_growth_curve(bounds.growth_curve(mdp, mu, mu))
     assert matplotlib.get_backend() == before
     assert len(figure.axes) == 2 and figure.axes[0].get_xlabel().startswith("number of deviating agents")
+
+
+def test_growth_curve_refuses_24_agents_with_the_figure_before_allocating():
+    """2^24 subsets need about 10 GiB (the subset table alone is 2^24 x 24 integers): refused before allocating."""
+    import tracemalloc
+
+    import pytest
+
+    n_states, n_agents = 2, 24
+    shape = (n_states,) + (1,) * n_agents  # one action each: tiny arrays, 2^24 subsets
+    mdp = tabular.DecMDP(np.full((*shape, n_states), 0.5), np.zeros(shape), np.full(n_states, 0.5), 0.9)
+    mu = tabular.FactorizedPolicy([np.ones((n_states, 1))] * n_agents)
+    tracemalloc.start()
+    try:
+        with pytest.raises(
+            ValueError,
+            match=r"^pi: 24 agents give 2\^24 subsets: needs about 10\.1 GiB \(subset table and per-subset results: "
+            r"2\^24 x 473 bytes = 7\.39 GiB; .*\), more than the 4 GiB limit",
+        ):
+            bounds.growth_curve(mdp, mu, mu)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 2**20, f"allocated {peak} bytes before refusing"

@@ -310,3 +310,178 @@ def test_random_decmdp_rejects_no_agents():
 def test_product_difference_rejects_mismatched_factor_counts():
     with pytest.raises(ValueError, match=r"q_factors: has 1 factors but p_factors has 2"):
         bounds.product_difference([[0.5, 0.5], [1.0, 0.0]], [[0.5, 0.5]])
+
+
+# --- memory: refused with the figure, before anything is allocated ---------------------------
+
+
+def raises_before_allocating(error, match, function, *args, **kwargs):
+    """Check that ``function(*args, **kwargs)`` raises ``error`` and allocated less than 16 MiB meanwhile."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(error, match=match):
+            function(*args, **kwargs)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 2**20, f"allocated {peak} bytes before refusing"
+
+
+def singleton_agents_mdp(n_states, n_agents):
+    """A valid Dec-MDP with ``n_agents`` agents of one action each: tiny arrays, but 2^n subsets."""
+    shape = (n_states,) + (1,) * n_agents
+    P = np.full((*shape, n_states), 1.0 / n_states)
+    return tabular.DecMDP(P, np.zeros(shape), np.full(n_states, 1.0 / n_states), 0.9)
+
+
+def test_random_decmdp_refuses_30_agents_with_the_figure_before_allocating():
+    raises_before_allocating(
+        ValueError,
+        r"^action_sizes: 30 agents with 2\^30 joint actions: needs about 672 GiB \(P and R, .*"
+        r"2 x 6 states x 2\^30 joint actions x \(6 next states \+ 1\) x 8 bytes = 672 GiB\), "
+        r"more than the 4 GiB limit; .*tabular\._validate\.MEMORY_LIMIT_BYTES",
+        tabular.random_decmdp,
+        6,
+        (2,) * 30,
+        0.9,
+        seed=0,
+    )
+
+
+def test_all_subset_occupancies_and_kernels_refuse_24_agents_before_allocating():
+    mdp = singleton_agents_mdp(6, 24)
+    mu = tabular.FactorizedPolicy([np.ones((6, 1))] * 24)
+    raises_before_allocating(
+        ValueError,
+        r"^pi: 24 agents give 2\^24 mixed policies: needs about 16\.8 GiB \(.*"
+        r"2\^24 x 6 states x \(6 \+ 1\) x 8 bytes = 5\.25 GiB.*\), more than the 4 GiB limit",
+        tabular.all_subset_occupancies,
+        mdp,
+        mu,
+        mu,
+    )
+    raises_before_allocating(
+        ValueError,
+        r"^pi: 24 agents give 2\^24 mixed policies: needs about 7 GiB \(.*\), more than the 4 GiB limit",
+        tabular.all_subset_kernels,
+        mdp,
+        mu,
+        mu,
+    )
+
+
+def test_factorized_joint_refuses_40_agents_before_allocating():
+    policy = tabular.FactorizedPolicy([np.full((1, 2), 0.5)] * 40)
+    raises_before_allocating(
+        ValueError,
+        r"^factors: 40 agents with 2\^40 joint actions: needs about 8 TiB \(the joint policy array: "
+        r"1 x 1 states x 2\^40 joint actions x 8 bytes = 8 TiB\), more than the 4 GiB limit",
+        policy.joint,
+    )
+
+
+def test_the_memory_limit_is_read_at_each_call_and_can_be_raised(monkeypatch):
+    import tabular._validate
+
+    monkeypatch.setattr(tabular._validate, "MEMORY_LIMIT_BYTES", 100)
+    with pytest.raises(
+        ValueError,
+        match=r"^action_sizes: 2 agents with 2\^2 joint actions: needs about 384 B \(.*"
+        r"2 x 2 states x 2\^2 joint actions x \(2 next states \+ 1\) x 8 bytes = 384 B\), more than the 100 B limit",
+    ):
+        tabular.random_decmdp(2, ACTIONS, 0.9, seed=0)
+    monkeypatch.setattr(tabular._validate, "MEMORY_LIMIT_BYTES", 384)
+    assert tabular.random_decmdp(2, ACTIONS, 0.9, seed=0).action_sizes == ACTIONS
+
+
+# --- FQE: a certified stop, refused up front when gamma is too close to 1 ----------------------
+
+
+def small_dataset():
+    from tabular.datasets import exact_dataset
+
+    mdp = tabular.random_decmdp(2, ACTIONS, 0.9, seed=0)
+    mu = tabular.random_factorized_policy(mdp, seed=1)
+    return exact_dataset(mdp, mu), mu
+
+
+def test_fqe_refuses_gamma_too_close_to_one_instead_of_running_millions_of_sweeps():
+    from tabular import learners
+
+    dataset, mu = small_dataset()
+    with pytest.raises(
+        ValueError,
+        match=r"^gamma: 0\.999999 is so close to 1 that certifying tol=1e-10 can take up to 51,349,994 sweeps "
+        r"per policy evaluation .* more than the default cap of 1,000,000 \(tabular\.learners\.MAX_SWEEPS\)",
+    ):
+        learners.fitted_q_evaluation(dataset, 0.999999, mu)
+    with pytest.raises(ValueError, match=r"^gamma: 0\.999999 is so close to 1"):
+        learners.q_learning(dataset, 0.999999)
+    with pytest.raises(
+        RuntimeError,
+        match=r"^max_iter: fitted_q_evaluation stopped a policy evaluation after 50 sweeps with certified error "
+        r"\d.* > tol=1e-10 \(gamma=0\.999999\); raise max_iter or tol",
+    ):
+        learners.fitted_q_evaluation(dataset, 0.999999, mu, max_iter=50)
+
+
+def test_fqe_stop_is_certified_by_the_contraction_bound():
+    from tabular import learners
+
+    mdp = tabular.random_decmdp(3, ACTIONS, 0.99, seed=3)
+    mu = tabular.random_factorized_policy(mdp, seed=4)
+    pi = tabular.random_factorized_policy(mdp, seed=5)
+    from tabular.datasets import exact_dataset
+
+    result = learners.fitted_q_evaluation(exact_dataset(mdp, mu), mdp.gamma, pi, tol=1e-10)
+    assert result.converged and result.error_bound <= 1e-10
+    # the change-only rule stopped up to gamma / (1 - gamma) * tol = 1e-8 away; the certified one does not
+    assert np.abs(result.q - tabular.q_policy(mdp, pi)).max() <= 1e-10 + 1e-12
+
+
+# --- sizes are integers, arrays are real -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"n_states": 2.5}, r"^n_states: must be an integer, got 2\.5"),
+        ({"n_states": True}, r"^n_states: must be an integer, got the boolean True"),
+        ({"action_sizes": (2.5,)}, r"^action_sizes: agent 0's number of actions must be an integer, got 2\.5"),
+        ({"action_sizes": (2, True)}, r"^action_sizes: agent 1's number of actions must be an integer, got the bool"),
+        ({"action_sizes": (2, 0)}, r"^action_sizes: agent 1's number of actions must be at least 1, got 0"),
+        ({"action_sizes": 3}, r"^action_sizes: must be a sequence of integers, one per agent, got 3"),
+        ({"n_absorbing": 1.5}, r"^n_absorbing: must be an integer, got 1\.5"),
+    ],
+)
+def test_random_decmdp_refuses_non_integer_sizes(kwargs, message):
+    arguments = {"n_states": 2, "action_sizes": ACTIONS, "gamma": 0.9, "seed": 0, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        tabular.random_decmdp(**arguments)
+
+
+def test_random_decmdp_accepts_numpy_integers_and_integral_floats():
+    mdp = tabular.random_decmdp(np.int64(3), (np.int32(2), 3.0), 0.9, seed=0, n_absorbing=np.uint8(1))
+    assert (mdp.n_states, mdp.action_sizes) == (3, (2, 3))
+    assert all(type(a) is int for a in mdp.action_sizes)
+    reference = tabular.random_decmdp(3, (2, 3), 0.9, seed=0, n_absorbing=1)
+    np.testing.assert_array_equal(mdp.P, reference.P)
+
+
+@pytest.mark.parametrize("which", ["P", "R", "d0"])
+def test_decmdp_refuses_complex_arrays(which):
+    arrays = dict(zip(("P", "R", "d0"), valid_arrays(), strict=True))
+    arrays[which] = arrays[which] + 0.5j
+    with pytest.raises(ValueError, match=rf"^{which}: has complex entries \(dtype complex128\)"):
+        tabular.DecMDP(arrays["P"], arrays["R"], arrays["d0"], 0.9)
+
+
+def test_policies_refuse_complex_arrays():
+    with pytest.raises(ValueError, match=r"^factors\[1\]: has complex entries"):
+        tabular.FactorizedPolicy([np.full((2, 2), 0.5), np.full((2, 2), 0.5 + 0j)])
+    with pytest.raises(ValueError, match=r"^probs: has complex entries"):
+        tabular.JointPolicy(np.full((S, *ACTIONS), 0.25 + 1e-3j))
+    with pytest.raises(ValueError, match=r"^mu_i: has complex entries"):
+        tabular.policy_at_distance([[0.5 + 0j, 0.5]], 0.1, seed=0)
