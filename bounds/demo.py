@@ -35,7 +35,11 @@ def format_table(curve: GrowthCurve) -> str:
 
 
 def main(argv=None) -> GrowthCurve:
-    parser = argparse.ArgumentParser(prog="python -m bounds.demo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bounds.demo",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument("--agents", type=int, default=8, help="number of agents n")
     parser.add_argument("--actions", type=int, default=3, help="actions per agent A_i")
     parser.add_argument("--states", type=int, default=10, help="number of states S")
@@ -46,10 +50,13 @@ def main(argv=None) -> GrowthCurve:
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
-    mdp = tabular.random_decmdp(args.states, (args.actions,) * args.agents, args.gamma, seed=args.seed)
-    mu = tabular.random_factorized_policy(mdp, seed=args.seed + 1)
-    pi = tabular.perturbed_policy(mu, args.distance, seed=args.seed + 2)
-    curve = growth_curve(mdp, pi, mu)
+    try:
+        mdp = tabular.random_decmdp(args.states, (args.actions,) * args.agents, args.gamma, seed=args.seed)
+        mu = tabular.random_factorized_policy(mdp, seed=args.seed + 1)
+        pi = tabular.perturbed_policy(mu, args.distance, seed=args.seed + 2)
+        curve = growth_curve(mdp, pi, mu)
+    except ValueError as error:  # the engine's input checks: a user error, one line and exit 2
+        parser.error(str(error))
     elapsed = time.perf_counter() - start
     print(f"{mdp}, factorized mu, TV(pi_i, mu_i) = {args.distance} for every agent")
     print(format_table(curve))

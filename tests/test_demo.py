@@ -1,5 +1,7 @@
 """The README's main job: python -m bounds.demo prints the growth table and saves the plot."""
 
+import pytest
+
 import bounds.demo
 
 
@@ -23,3 +25,12 @@ def test_every_package_imports():
     import tabular
 
     assert deep.__doc__ and tabular.DecMDP and bounds.lemma1
+
+
+def test_a_bad_setting_is_one_line_and_exit_2(tmp_path, capsys):
+    """A user error (gamma outside [0, 1)) is argparse's one-line error naming the argument, not a traceback."""
+    with pytest.raises(SystemExit) as stop:
+        bounds.demo.main(["--gamma", "1.5", "--out", str(tmp_path / "x.png")])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and error[-1].startswith("python -m bounds.demo: error: gamma:")
+    assert not (tmp_path / "x.png").exists()
