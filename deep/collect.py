@@ -18,16 +18,24 @@ silently (``--overwrite`` rebuilds); a cached file built by another generator ve
 behavior checkpoint or against another opponent is an error, not kept. The opponents of pp and
 world (prey, good agents) are the shipped pretrained ones (``deep/behavior/<task>/opponent.pt``,
 played deterministically), for every quality; the metadata records their hash.
+
+A user error (unknown task or quality, a missing or unreadable behavior policy, a cached dataset
+that is stale or unreadable, a data directory that is a file, ...) ends the command with one
+``error: ...`` line on stderr and exit status 2.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
+import io
 import json
 import math
+import pickle
 import sys
 import tempfile
 import zipfile
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -90,8 +98,10 @@ def rollout(
     n_episodes = math.ceil(n_transitions / spec.episode_length)
     env = TeamEnv(task, n_envs=n_envs, seed=seed, opponent=opponent)
     episodes: list[dict] = []
+    # counts the transitions kept: the copies of the last round beyond n_episodes are dropped below
     bar = tqdm(total=n_episodes * spec.episode_length, disable=not progress, desc=f"{task} rollouts")
     for round_index in range(math.ceil(n_episodes / n_envs)):
+        kept_copies = min(n_envs, n_episodes - round_index * n_envs)
         obs, state = env.reset(seed=seed * 1_000_003 + round_index * n_envs)
         steps = {
             key: []
@@ -111,11 +121,14 @@ def rollout(
                     f"task {task}: copies ended at different steps; rollouts assume fixed-length episodes"
                 )
             obs, state, actions = next_obs, next_state, policy(next_obs)
-            bar.update(n_envs)
+            bar.update(kept_copies)
         stacked = {key: np.stack(values, axis=1) for key, values in steps.items()}  # [E, T, ...]
         # a' of step t is the action of step t+1; after the last step, the action drawn at the final state
         stacked["next_actions"] = np.concatenate([stacked["actions"][:, 1:], actions[:, None]], axis=1)
         episodes.extend({key: value[e] for key, value in stacked.items()} for e in range(n_envs))
+    if not bar.disable and bar.n != bar.total:  # episodes ended early: the bar ends at what was collected
+        bar.total = bar.n
+        bar.refresh()
     bar.close()
     kept = episodes[:n_episodes]
     arrays = {key: np.concatenate([episode[key] for episode in kept]) for key in kept[0]}
@@ -174,7 +187,7 @@ def check_cached(path: Path, expected: dict) -> None:
     try:
         with np.load(path, allow_pickle=False) as npz:
             found = provenance(json.loads(str(npz["metadata"])))
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+    except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile, zlib.error) as error:
         raise ValueError(f"{path}: unreadable cached dataset ({error}); pass --overwrite to rebuild it") from error
     stale = [key for key in expected if found[key] != expected[key]]
     if stale:
@@ -184,21 +197,46 @@ def check_cached(path: Path, expected: dict) -> None:
         )
 
 
+def _behavior_record(task: str, behavior_dir) -> dict:
+    """:func:`deep.behavior.read_behavior`; a corrupted ``behavior.json`` is a ``ValueError`` naming it."""
+    path = Path(behavior_dir) / task / "behavior.json"
+    try:
+        record = read_behavior(task, behavior_dir)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: corrupted behavior record ({error})") from error
+    if not isinstance(record, dict) or not {"matd3_config", "reference_returns"} <= record.keys():
+        raise ValueError(f"{path}: not a behavior record (expected matd3_config and reference_returns)")
+    return record
+
+
+def _unreadable_checkpoint(path, error: Exception) -> ValueError:
+    first_line = (str(error).splitlines() or [""])[0]
+    return ValueError(
+        f"{path}: unreadable or mismatched checkpoint ({type(error).__name__}: {first_line}); rebuild the behavior "
+        "policies (python -m deep.behavior) or restore the file"
+    )
+
+
 def build_dataset(config: CollectConfig, task: str, quality: str) -> Path:
     """Build (or keep) one dataset file and return its path.
 
     A cached file is kept only if it was built by this generator version from the same behavior
     checkpoint and opponent; otherwise ``ValueError`` asks for ``--overwrite``.
     """
+    if Path(config.data_dir).exists() and not Path(config.data_dir).is_dir():
+        raise NotADirectoryError(f"data_dir: {config.data_dir} exists and is not a directory")
     Path(config.data_dir).mkdir(parents=True, exist_ok=True)
     path = dataset_path(config.data_dir, task, quality, config.seed)
     spec = task_spec(task)
     size = config.size if config.size is not None else PROFILE_SIZES[config.profile]
     # the opponent comes first: pp and world's behavior policies are trained against it
-    opponent = load_opponent(task, config.behavior_dir)
+    try:
+        opponent = load_opponent(task, config.behavior_dir)
+    except (RuntimeError, EOFError, KeyError, pickle.UnpicklingError) as error:
+        raise _unreadable_checkpoint(Path(config.behavior_dir) / task / OPPONENT_FILE, error) from error
     has_behavior = (Path(config.behavior_dir) / task / "behavior.json").is_file()
     # random data needs no behavior policy, but carries the reference returns when they exist
-    behavior = read_behavior(task, config.behavior_dir) if quality != "random" or has_behavior else None
+    behavior = _behavior_record(task, config.behavior_dir) if quality != "random" or has_behavior else None
     checkpoint = Path(config.behavior_dir) / task / f"{quality}.pt" if quality in ("medium", "expert") else None
     built_from = {
         "generator version": GENERATOR_VERSION,
@@ -215,7 +253,10 @@ def build_dataset(config: CollectConfig, task: str, quality: str) -> Path:
         policy = uniform_policy(task, config.seed)
         arrays = rollout(task, policy, size, config.seed, config.n_envs, config.progress, opponent)
     elif quality in ("medium", "expert"):
-        actor = deterministic_policy(load_actor(checkpoint, task, behavior["matd3_config"]["hidden"]))
+        try:
+            actor = deterministic_policy(load_actor(checkpoint, task, behavior["matd3_config"]["hidden"]))
+        except (RuntimeError, EOFError, KeyError, pickle.UnpicklingError) as error:
+            raise _unreadable_checkpoint(checkpoint, error) from error
         policy = noisy_policy(actor, config.exploration_noise, (spec.n_agents, spec.act_dim), config.seed)
         arrays = rollout(task, policy, size, config.seed, config.n_envs, config.progress, opponent)
     else:
@@ -266,6 +307,12 @@ def main(config: CollectConfig) -> tuple[list[Path], list[str]]:
             raise ValueError(f"{name}: must be one of {', '.join(allowed)} or all, got {value!r}")
     if config.profile not in PROFILE_SIZES:
         raise ValueError(f"profile: must be one of {', '.join(PROFILE_SIZES)}, got {config.profile!r}")
+    if config.size is not None and config.size < 1:
+        raise ValueError(f"size: must be a positive number of transitions, got {config.size}")
+    if config.n_envs < 1:
+        raise ValueError(f"n_envs: must be at least 1, got {config.n_envs}")
+    if not (math.isfinite(config.exploration_noise) and config.exploration_noise >= 0):
+        raise ValueError(f"exploration_noise: must be a finite std >= 0, got {config.exploration_noise}")
     built, skipped = [], []
     for task in tasks:
         for quality in qualities:
@@ -280,5 +327,43 @@ def main(config: CollectConfig) -> tuple[list[Path], list[str]]:
     return built, skipped
 
 
+def cli(argv: list[str] | None = None) -> int:
+    """``python deep/collect.py``: exit status 0, 1 if ``all`` had to skip datasets, 2 on a user error.
+
+    A user error (``OSError`` or ``ValueError`` from the request, its files or its paths) is one
+    ``error: ...`` line on stderr, without a traceback.
+    """
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            config = tyro.cli(CollectConfig, args=argv)
+    except SystemExit as exit_:
+        if exit_.code in (0, None):
+            sys.stderr.write(captured.getvalue())
+            raise
+        print(f"error: {_parse_error_line(captured.getvalue())}", file=sys.stderr)
+        return 2
+    sys.stderr.write(captured.getvalue())
+    try:
+        skipped = main(config)[1]
+    except (OSError, ValueError) as error:
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
+    return 1 if skipped else 0
+
+
+def _parse_error_line(text: str) -> str:
+    """The message of tyro's boxed parse error on one line: the box's first section, borders removed."""
+    words = []
+    for line in text.splitlines()[1:]:  # the first line is the box's top border and title
+        content = line.strip().strip("│|").strip()  # rich draws the box in unicode or, on plain outputs, ASCII
+        if not content or set(content) <= set("─-╰╯+ "):
+            if words:
+                break
+            continue
+        words.extend(content.split())
+    return " ".join(words) + " (see --help)" if words else "invalid arguments (see --help)"
+
+
 if __name__ == "__main__":
-    sys.exit(1 if main(tyro.cli(CollectConfig))[1] else 0)
+    sys.exit(cli())

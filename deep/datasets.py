@@ -38,6 +38,9 @@ import numpy as np
 SCHEMA_VERSION = 1
 """Version of the file layout; :func:`load` refuses files written with another one."""
 
+ACTION_TOLERANCE = 1e-4
+"""How far outside [-1, 1] an action may lie (rounding) before :class:`OfflineDataset` refuses it."""
+
 IMPORTER_VERSION = 1
 """Version of :func:`import_omar`'s conversion, recorded as ``metadata["generator"]["version"]``."""
 
@@ -117,7 +120,8 @@ class OfflineDataset:
     Raises
     ------
     ValueError
-        Naming the field: wrong type, dtype or shape, NaN or infinity, decreasing episode ids, an
+        Naming the field: wrong type, dtype or shape, NaN or infinity, an action (or next
+        action) outside [-1, 1] by more than :data:`ACTION_TOLERANCE`, decreasing episode ids, an
         episode end without exactly one of terminal / truncation (or a flag before the end), or
         metadata that is missing a key, disagrees with the arrays or is not JSON-serializable.
     """
@@ -171,6 +175,8 @@ class OfflineDataset:
                 finite = np.isfinite(getattr(self, name)).reshape(n_transitions, -1).all(axis=1)
                 if not finite.all():
                     raise ValueError(f"{name}: contains NaN or infinity (first at row {np.argmin(finite)})")
+        for name in ("actions", "next_actions"):
+            _check_action_range(name, getattr(self, name))
         self._check_episodes()
         object.__setattr__(self, "metadata", self._checked_metadata(n_transitions, n_agents, obs_dim, act_dim))
 
@@ -254,6 +260,21 @@ class OfflineDataset:
         return np.add.reduceat(self.rewards.astype(np.float64), starts)
 
 
+def _check_action_range(name: str, values: np.ndarray) -> None:
+    """``ValueError`` naming the worst value (and where it is) if ``values`` leave [-1, 1] beyond the tolerance."""
+    if values.size == 0:
+        return
+    flat = int(np.argmax(np.abs(values)))
+    worst = float(values.reshape(-1)[flat])
+    if abs(worst) > 1.0 + ACTION_TOLERANCE:
+        where = np.unravel_index(flat, values.shape)
+        position = f"row {where[0]}" + (f", agent {where[1]}, dimension {where[2]}" if values.ndim == 3 else "")
+        raise ValueError(
+            f"{name}: actions must lie in [-1, 1] (the action space; tolerance {ACTION_TOLERANCE:g}), worst value "
+            f"{worst:.6g} at {position}; rescale them to [-1, 1]"
+        )
+
+
 def dataset_path(data_dir: str | os.PathLike, task: str, quality: str, seed: int) -> Path:
     """File of the dataset (task, quality, seed) in ``data_dir``: ``<task>_<quality>_seed<seed>.npz``."""
     return Path(data_dir) / f"{task}_{quality}_seed{seed}.npz"
@@ -314,17 +335,28 @@ def load(path: str | os.PathLike) -> OfflineDataset:
     Raises
     ------
     FileNotFoundError
-        No file at ``path``; the message gives the command that builds it.
+        No file at ``path`` (or a dangling symbolic link); the message gives the command that builds it.
+    IsADirectoryError
+        ``path`` is a directory.
+    PermissionError
+        The file cannot be read.
     ValueError
         The file is truncated or corrupted, was written with another schema version, lacks an
         array, or holds arrays that fail :class:`OfflineDataset`'s validation (wrong shape or
-        dtype, NaN, ...); the message names the file.
+        dtype, NaN, actions outside [-1, 1], ...); the message names the file.
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a directory, not a dataset file (a dataset is one .npz file)")
     if not path.is_file():
         match = _FILE_NAME.match(path.name)
         fields = match.groupdict() if match else {"task": "T", "quality": "Q", "seed": "S"}
         command = _COLLECT_COMMAND.format(data_dir=path.parent, **fields)
+        if path.is_symlink():
+            raise FileNotFoundError(
+                f"{path}: dangling symbolic link (to {os.readlink(path)}), the dataset file does not exist; "
+                f"build it with `{command}`"
+            )
         raise FileNotFoundError(f"{path}: dataset file does not exist; build it with `{command}`")
     try:
         npz = np.load(path, allow_pickle=False)
@@ -332,6 +364,8 @@ def load(path: str | os.PathLike) -> OfflineDataset:
             raise ValueError("a single .npy array, not an .npz archive")
         with npz:
             contents = {name: npz[name] for name in npz.files}
+    except PermissionError as error:
+        raise PermissionError(f"{path}: cannot read the dataset file ({error.strerror})") from error
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as error:
         raise ValueError(f"{path}: corrupted or truncated dataset file ({type(error).__name__}: {error})") from error
     if "metadata" not in contents:
@@ -441,7 +475,9 @@ def import_omar(
     Raises
     ------
     ValueError
-        Unknown ``task`` or ``quality``; files with inconsistent lengths or shapes, or NaN.
+        Unknown ``task`` or ``quality``; a file that is empty, truncated, not a ``.npy`` array,
+        holds pickled objects (never unpickled) or non-numbers, has inconsistent length or shape,
+        NaN or infinity, or actions outside [-1, 1]; the message names the file.
     FileNotFoundError
         The dataset folder or a required file does not exist.
     FileExistsError
@@ -465,19 +501,26 @@ def import_omar(
 
     def read(name: str, ndim: int) -> np.ndarray:
         file = folder / name
-        if not file.is_file():
-            raise FileNotFoundError(f"{file}: file of the OMAR dataset is missing")
-        array = np.load(file, allow_pickle=False)
+        array = _read_npy(file)
         if ndim == 1 and array.ndim == 2 and array.shape[1] == 1:
             array = array[:, 0]
         if array.ndim != ndim or array.shape[0] != n_transitions:
             raise ValueError(f"{file}: expected {ndim}-D rows of {n_transitions} transitions, got shape {array.shape}")
+        finite = np.isfinite(array).reshape(n_transitions, -1).all(axis=1)
+        if not finite.all():
+            raise ValueError(f"{file}: contains NaN or infinity (first at row {np.argmin(finite)})")
         return array
 
-    n_transitions = np.load(folder / "obs_0.npy", mmap_mode="r", allow_pickle=False).shape[0]
+    first = _read_npy(folder / "obs_0.npy", mmap=True)
+    if first.ndim == 0 or first.shape[0] == 0:
+        raise ValueError(f"{folder / 'obs_0.npy'}: holds no transitions (shape {first.shape})")
+    n_transitions = first.shape[0]
+    del first
     all_obs = [read(f"obs_{i}.npy", 2) for i in range(n_files)]
     all_next_obs = [read(f"next_obs_{i}.npy", 2) for i in range(n_files)]
     actions = [read(f"acs_{i}.npy", 2) for i in range(n_team)]
+    for i, acs in enumerate(actions):
+        _check_action_range(str(folder / f"acs_{i}.npy"), acs)
     rewards = np.mean([read(f"rews_{i}.npy", 1) for i in range(n_team)], axis=0)
     terminals = np.any([read(f"dones_{i}.npy", 1) != 0 for i in range(n_team)], axis=0)
     if task == "halfcheetah":
@@ -519,21 +562,63 @@ def import_omar(
         ),
         "next_row_continuity": float(continuity.mean()) if continuity.size else None,
     }
-    dataset = OfflineDataset(
-        obs=team_obs,
-        actions=team_actions,
-        rewards=rewards.astype(np.float32),
-        next_obs=team_next_obs,
-        next_actions=team_actions[np.where(episode_end, rows, rows + 1)],
-        terminals=terminals,
-        truncations=episode_end & ~terminals,
-        state=state.astype(np.float32),
-        next_state=next_state.astype(np.float32),
-        episode_ids=episode_ids.astype(np.int64),
-        metadata=metadata,
-    )
+    try:
+        dataset = OfflineDataset(
+            obs=team_obs,
+            actions=team_actions,
+            rewards=rewards.astype(np.float32),
+            next_obs=team_next_obs,
+            next_actions=team_actions[np.where(episode_end, rows, rows + 1)],
+            terminals=terminals,
+            truncations=episode_end & ~terminals,
+            state=state.astype(np.float32),
+            next_state=next_state.astype(np.float32),
+            episode_ids=episode_ids.astype(np.int64),
+            metadata=metadata,
+        )
+    except ValueError as error:
+        raise ValueError(f"{folder}: {error}") from error
     save(dataset, out_path, overwrite=overwrite)
     return dataset
+
+
+def _read_npy(file: Path, mmap: bool = False) -> np.ndarray:
+    """A numeric array from the ``.npy`` file ``file``, never unpickling; errors name the file and the problem."""
+    if file.is_dir():
+        raise ValueError(f"{file}: is a directory, not a .npy file")
+    if not file.is_file():
+        raise FileNotFoundError(f"{file}: file of the OMAR dataset is missing")
+    try:
+        with open(file, "rb") as handle:
+            if handle.read(len(np.lib.format.MAGIC_PREFIX)) != np.lib.format.MAGIC_PREFIX:
+                raise ValueError(
+                    f"{file}: not a .npy file (empty, or no NumPy header: pickled data or another format); "
+                    "refused without unpickling it"
+                )
+            handle.seek(0)
+            version = np.lib.format.read_magic(handle)
+            header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            dtype = header(handle)[2]
+        if dtype.hasobject:
+            raise ValueError(
+                f"{file}: holds pickled Python objects (dtype {dtype}); refused, since reading it would "
+                "unpickle it: save it as a numeric array"
+            )
+        array = np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except PermissionError as error:
+        raise PermissionError(f"{file}: cannot read the file ({error.strerror})") from error
+    except (ValueError, EOFError, OSError) as error:
+        if str(error).startswith(str(file)):
+            raise
+        raise ValueError(
+            f"{file}: unreadable, truncated or corrupted .npy file ({type(error).__name__}: {error})"
+        ) from error
+    if not isinstance(array, np.ndarray):  # an .npz archive under a .npy name
+        array.close()
+        raise ValueError(f"{file}: an .npz archive, not a single .npy array")
+    if array.dtype.kind not in "biuf":
+        raise ValueError(f"{file}: expected numbers, got dtype {array.dtype}")
+    return array
 
 
 def _pad(per_agent: list[np.ndarray]) -> np.ndarray:
@@ -550,8 +635,9 @@ def summary(data_dir: str | os.PathLike) -> list[dict]:
     Returns
     -------
     list of dict
-        One per file, sorted by path: ``file`` (relative to ``data_dir``), and either ``error``
-        (the file does not load) or ``task, quality, seed, size, episodes, return_mean,
+        One per file, sorted by path: ``file`` (relative to ``data_dir``), and either ``skipped``
+        (a directory named ``*.npz``: why it is not read), ``error`` (the file does not load, a
+        dangling symbolic link included) or ``task, quality, seed, size, episodes, return_mean,
         return_std, normalized`` (``None`` without reference returns in the metadata).
 
     Raises
@@ -565,9 +651,12 @@ def summary(data_dir: str | os.PathLike) -> list[dict]:
     rows = []
     for path in sorted(data_dir.rglob("*.npz")):
         row = {"file": str(path.relative_to(data_dir))}
+        if path.is_dir():
+            rows.append({**row, "skipped": "a directory, not a dataset file"})
+            continue
         try:
             dataset = load(path)
-        except ValueError as error:
+        except (ValueError, OSError) as error:
             rows.append({**row, "error": str(error)})
             continue
         returns, meta = dataset.episode_returns(), dataset.metadata
@@ -588,21 +677,40 @@ def summary(data_dir: str | os.PathLike) -> list[dict]:
     return rows
 
 
+class _UsageError(Exception):
+    """A user error of the command line: reported as one ``error: ...`` line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise _UsageError(message)
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m deep.datasets summary DIR``: print one line per dataset file under DIR.
 
     Returns
     -------
     int
-        Exit status: 0, or 1 if a file under DIR does not load (its line shows the error).
+        Exit status: 0, 1 if a file under DIR does not load (its line shows the error), or 2 on a
+        user error (bad arguments, DIR not a directory), reported as one ``error: ...`` line on stderr.
     """
-    parser = argparse.ArgumentParser(prog="python -m deep.datasets", description=__doc__.splitlines()[0])
+    try:
+        return _summary_command(argv)
+    except (_UsageError, OSError) as error:
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
+
+
+def _summary_command(argv: list[str] | None) -> int:
+    parser = _Parser(prog="python -m deep.datasets", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     summary_parser = commands.add_parser("summary", help="describe every dataset file under DIR")
     summary_parser.add_argument("data_dir", metavar="DIR")
     args = parser.parse_args(argv)
     if not Path(args.data_dir).is_dir():
-        parser.error(f"DIR: {args.data_dir} is not a directory")
+        what = "does not exist" if not Path(args.data_dir).exists() else "is not a directory"
+        raise _UsageError(f"DIR: {args.data_dir} {what}")
 
     rows = summary(args.data_dir)
     if not rows:
@@ -614,8 +722,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{'return mean':>12} {'std':>10} {'normalized':>10}"
     )
     for row in rows:
+        if "skipped" in row:
+            print(f"{row['file']:<{width}}  skipped: {row['skipped']}")
+            continue
         if "error" in row:
-            print(f"{row['file']:<{width}}  ERROR: {row['error']}")
+            print(f"{row['file']:<{width}}  ERROR: {' '.join(row['error'].split())}")
             continue
         normalized = "-" if row["normalized"] is None else f"{row['normalized']:.1f}"
         print(

@@ -138,3 +138,55 @@ def test_cached_dataset_of_another_generator_version_is_not_kept(tmp_path, behav
     monkeypatch.setattr(collect, "GENERATOR_VERSION", collect.GENERATOR_VERSION + 1)
     with pytest.raises(ValueError, match=r"built with another generator version.*--overwrite"):
         collect.build_dataset(config(tmp_path, behavior_dir), "cn", "random")
+
+
+def test_progress_bar_ends_exactly_at_its_total(monkeypatch):
+    """3 episodes on 2 copies: the second round's extra copy is dropped, and not counted either."""
+    bars = []
+
+    class Recorder:
+        def __init__(self, total, disable, desc):
+            self.total, self.n, self.disable = total, 0, disable
+            bars.append(self)
+
+        def update(self, n):
+            self.n += n
+
+        def refresh(self):
+            pass
+
+        def close(self):
+            assert self.n <= self.total
+
+    monkeypatch.setattr(collect, "tqdm", Recorder)
+    arrays = collect.rollout("cn", lambda obs: np.zeros((len(obs), 3, 2), np.float32), 60, seed=0, n_envs=2)
+    assert len(bars) == 1 and bars[0].n == bars[0].total == len(arrays["rewards"]) == 75
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--task", "spread"], "error: task: must be one of cn, pp, world, halfcheetah or all, got 'spread'"),
+        (["--quality", "medium_replay"], "error: quality: must be one of"),
+        (["--size", "0"], "error: size: must be a positive number of transitions"),
+        (["--bogus"], "error: Unrecognized options: --bogus"),
+        (["--size", "many"], "error: Error parsing --size"),
+        (["--task", "cn", "--quality", "expert"], "error: behavior_dir: no behavior policies for 'cn'"),
+        (["--task", "pp", "--quality", "random"], "error: behavior_dir: no pretrained opponent for 'pp'"),
+        (["--data-dir", "{tmp}/file.txt"], "error: data_dir: {tmp}/file.txt exists and is not a directory"),
+        (["--data-dir", "{tmp}/cached"], "error: {tmp}/cached/cn_random_seed0.npz: unreadable cached dataset"),
+        (["--data-dir", "{tmp}/empty"], "error: {tmp}/empty/cn_random_seed0.npz: unreadable cached dataset"),
+    ],
+)
+def test_cli_user_error_is_one_line_with_exit_status_2(tmp_path, capsys, argv, message):
+    (tmp_path / "file.txt").write_text("x")
+    (tmp_path / "cached").mkdir()
+    (tmp_path / "cached" / "cn_random_seed0.npz").write_bytes(b"not a dataset")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "cn_random_seed0.npz").touch()
+    defaults = ["--task", "cn", "--quality", "random", "--size", "25", "--no-progress"]
+    defaults += ["--data-dir", str(tmp_path / "data"), "--behavior-dir", str(tmp_path / "nowhere")]
+    assert collect.cli(defaults + [arg.format(tmp=tmp_path) for arg in argv]) == 2
+    captured = capsys.readouterr()
+    assert len(captured.err.splitlines()) == 1 and captured.err.startswith(message.format(tmp=tmp_path)), captured.err
+    assert not (tmp_path / "data").exists() or not any((tmp_path / "data").iterdir())

@@ -380,3 +380,91 @@ def test_summary_command(tmp_path, capsys):
     assert datasets.main(["summary", str(tmp_path)]) == 1
     broken = [line for line in capsys.readouterr().out.splitlines() if line.startswith("broken.npz")]
     assert len(broken) == 1 and "ERROR" in broken[0] and "corrupted" in broken[0]
+
+
+@pytest.mark.parametrize("field", ["actions", "next_actions"])
+def test_out_of_range_actions_are_refused_naming_file_and_worst_value(tmp_path, field):
+    dataset = make_dataset()
+    values = getattr(dataset, field).copy()
+    values[3, 1, 0], values[1, 0, 1] = -50.0, 7.0
+    path = forge(tmp_path / "d.npz", dataset, **{field: values})
+    with pytest.raises(ValueError, match=rf"{field}: actions must lie in \[-1, 1\].*worst value -50 at row 3") as error:
+        datasets.load(path)
+    assert str(path) in str(error.value)
+    nearly = getattr(dataset, field).copy()
+    nearly[0, 0, 0] = 1.0 + datasets.ACTION_TOLERANCE / 2  # rounding is tolerated
+    datasets.load(forge(tmp_path / "ok.npz", dataset, **{field: nearly}))
+
+
+def test_import_omar_refuses_out_of_range_actions(tmp_path):
+    folder = tmp_path / "simple_spread" / "expert" / "seed_0_data"
+    write_omar(folder, [25], obs_dims=(18, 18, 18), act_dim=2)
+    actions = np.random.default_rng(0).uniform(-1, 1, (25, 2))
+    actions[7, 1], actions[3, 0] = 50.0, -20.0
+    np.save(folder / "acs_1.npy", actions)
+    with pytest.raises(ValueError, match=r"acs_1\.npy: actions must lie in \[-1, 1\].*worst value 50 at row 7"):
+        datasets.import_omar(tmp_path, "cn", "expert", 0, tmp_path / "x.npz")
+    assert not (tmp_path / "x.npz").exists()
+
+
+def test_load_of_a_directory_or_dangling_link_says_so(tmp_path):
+    (tmp_path / "cn_random_seed0.npz").mkdir()
+    with pytest.raises(IsADirectoryError, match=r"cn_random_seed0\.npz: is a directory, not a dataset file"):
+        datasets.load(tmp_path / "cn_random_seed0.npz")
+    (tmp_path / "x.npz").symlink_to(tmp_path / "gone.npz")
+    with pytest.raises(FileNotFoundError, match=r"x\.npz: dangling symbolic link"):
+        datasets.load(tmp_path / "x.npz")
+
+
+def test_summary_skips_directories_and_reports_dangling_links(tmp_path, capsys):
+    datasets.save(make_dataset(), datasets.dataset_path(tmp_path, "cn", "medium", 0))
+    (tmp_path / "x.npz").mkdir()
+    (tmp_path / "y.npz").symlink_to(tmp_path / "gone.npz")
+    assert datasets.main(["summary", str(tmp_path)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 4 and out[1].startswith("cn_medium_seed0.npz")
+    assert out[2].split(maxsplit=1) == ["x.npz", "skipped: a directory, not a dataset file"]
+    assert out[3].startswith("y.npz") and "ERROR" in out[3] and "dangling symbolic link" in out[3]
+    (tmp_path / "y.npz").unlink()
+    assert datasets.main(["summary", str(tmp_path)]) == 0  # a skipped directory is not an error
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda file: file.write_bytes(file.read_bytes()[:-30]), "truncated"),
+        (lambda file: file.write_bytes(file.read_bytes()[:60]), "truncated"),
+        (lambda file: file.write_bytes(b""), "not a .npy file"),
+        (lambda file: np.save(file, np.array([{"a": 1}] * 25, dtype=object), allow_pickle=True), "pickled"),
+        (lambda file: file.write_bytes(b"\x80\x04K\x01."), "not a .npy file"),
+        (lambda file: np.save(file, np.array(["a"] * 25)), "expected numbers"),
+    ],
+    ids=["truncated-data", "truncated-header", "empty", "object-array", "raw-pickle", "strings"],
+)
+@pytest.mark.parametrize("name", ["obs_0.npy", "acs_2.npy", "rews_1.npy"])
+def test_import_omar_unreadable_file_is_named(tmp_path, monkeypatch, damage, message, name):
+    folder = tmp_path / "simple_spread" / "expert" / "seed_0_data"
+    write_omar(folder, [25], obs_dims=(18, 18, 18), act_dim=2)
+    damage(folder / name)
+    monkeypatch.setattr("pickle.loads", lambda *a, **k: pytest.fail("unpickled"))
+    with pytest.raises(ValueError, match=message) as error:
+        datasets.import_omar(tmp_path, "cn", "expert", 0, tmp_path / "x.npz")
+    assert str(folder / name) in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["summary", "{tmp}/missing"], "error: DIR: {tmp}/missing does not exist"),
+        (["summary", "{tmp}/file.txt"], "error: DIR: {tmp}/file.txt is not a directory"),
+        ([], "error: the following arguments are required: command"),
+        (["summarize", "{tmp}"], "error: argument command: invalid choice: 'summarize'"),
+        (["summary"], "error: the following arguments are required: DIR"),
+    ],
+)
+def test_cli_user_error_is_one_line_with_exit_status_2(tmp_path, capsys, argv, message):
+    (tmp_path / "file.txt").write_text("x")
+    assert datasets.main([arg.format(tmp=tmp_path) for arg in argv]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert len(captured.err.splitlines()) == 1 and captured.err.startswith(message.format(tmp=tmp_path))
