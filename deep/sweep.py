@@ -9,6 +9,10 @@ continues a killed sweep; one without (killed before its first checkpoint) start
 (``--overwrite``). At the end (and with ``--table-only`` without training) the table of the final
 and best normalized scores is printed and written to ``<out-dir>/results.md`` and ``results.json``.
 ``--workers K`` runs K runs at once in separate processes (one thread each).
+
+Every run's settings are validated before the grid starts (deep/settings.py); a bad setting is one
+``error:`` line on stderr and exit code 2. A finished run whose summary holds no score (or cannot be
+read) is counted as failed in the table (``failed (n)``) and listed in the failures.
 """
 
 from __future__ import annotations
@@ -27,7 +31,10 @@ import tyro
 
 from ._files import write_atomically
 from .offline import Algorithm
+from .settings import SettingsError, validate_settings
 from .train import TrainConfig, train
+
+PROG = "python -m deep.sweep"
 
 Quality = Literal["random", "medium-replay", "medium", "expert"]
 
@@ -47,9 +54,10 @@ class SweepConfig:
     updates: int | None = None
     # CFCQL reports ~2k update rounds for CN/PP (5k World, 100k HalfCheetah); its round is one critic+actor
     # update plus ca_ratio - 1 = 4 critic-only updates, so 2k rounds are 10k critic updates here.
-    """Critic updates per run; default 5 x CFCQL's rounds: 10k on CN and PP, 25k World, 500k HalfCheetah."""
+    """Critic updates per run, >= 1; default 5 x CFCQL's rounds: 10k on CN and PP, 25k World, 500k HalfCheetah."""
     eval_every: int = 1000
-    """Evaluate every this many updates (and at the end)."""
+    """Evaluate every this many updates (and at the end); must be a positive multiple of the runs' log interval
+    (deep/train.py --log-every, 100)."""
     eval_episodes: int = 100
     """Episodes per evaluation."""
     dataset_seed: int = 0
@@ -108,22 +116,63 @@ def _train_one(config: TrainConfig) -> dict:
     return train(config)["summary"]
 
 
+def validate(config: SweepConfig, **overrides) -> list[TrainConfig]:
+    """Check the sweep's own settings and every run's (:func:`deep.settings.validate_settings`); the run configs.
+
+    Raises :class:`SettingsError` naming the first bad setting.
+    """
+    if not isinstance(config.workers, int) or isinstance(config.workers, bool) or config.workers < 1:
+        raise SettingsError(f"--workers: must be an integer >= 1, got {config.workers!r}")
+    for name in ("algos", "datasets", "seeds"):
+        if not getattr(config, name):
+            raise SettingsError(f"--{name}: must name at least one, got none")
+    runs = run_configs(config, **overrides)
+    for run in runs:
+        validate_settings(run)
+    return runs
+
+
+def _scores(path: Path) -> tuple[float, float] | None:
+    """The final and best normalized scores of a finished run's summary; None when it holds none."""
+    try:
+        summary = json.loads(path.read_text())
+        final, best = summary["final_normalized_score"], summary["best_normalized_score"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v) for v in (final, best)):
+        return None
+    return float(final), float(best)
+
+
+def _score_text(summary: dict) -> str:
+    score = summary.get("final_normalized_score")
+    return f"final {score:.1f}" if isinstance(score, int | float) else "no score"
+
+
 def results(config: SweepConfig) -> dict:
-    """Mean, std (over seeds, ddof 0) and count of the final and best scores per (algorithm, dataset)."""
+    """Mean, std (over seeds, ddof 0) and count of the final and best scores per (algorithm, dataset).
+
+    A finished run (``summary.json``) without scores counts in ``failed``, not in ``seeds``.
+    """
     cells = {}
     for algo in config.algos:
         for quality in config.datasets:
-            finals, bests = [], []
+            finals, bests, failed = [], [], []
             for seed in config.seeds:
                 path = Path(config.out_dir) / f"{config.task}-{quality}-{algo}-seed{seed}" / "summary.json"
                 if path.is_file():
-                    summary = json.loads(path.read_text())
-                    finals.append(summary["final_normalized_score"])
-                    bests.append(summary["best_normalized_score"])
+                    scores = _scores(path)
+                    if scores is None:
+                        failed.append(str(path.parent))
+                        continue
+                    finals.append(scores[0])
+                    bests.append(scores[1])
             cells[f"{algo}/{quality}"] = {
                 "algo": algo,
                 "dataset": quality,
                 "seeds": len(finals),
+                "failed": len(failed),
+                "failed_runs": failed,
                 "final_mean": float(np.mean(finals)) if finals else None,
                 "final_std": float(np.std(finals)) if finals else None,
                 "best_mean": float(np.mean(bests)) if bests else None,
@@ -140,10 +189,13 @@ def markdown_table(config: SweepConfig, cells: dict, which: str) -> str:
         row = []
         for quality in config.datasets:
             cell = cells[f"{algo}/{quality}"]
+            text = "-"
             if cell["seeds"]:
-                row.append(f"{cell[which + '_mean']:.1f} ± {cell[which + '_std']:.1f} ({cell['seeds']})")
-            else:
-                row.append("-")
+                text = f"{cell[which + '_mean']:.1f} ± {cell[which + '_std']:.1f} ({cell['seeds']})"
+            if cell.get("failed"):
+                failed = f"failed ({cell['failed']})"
+                text = failed if text == "-" else f"{text}, {failed}"
+            row.append(text)
         lines.append(f"| {algo} | " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
@@ -152,10 +204,10 @@ def sweep(config: SweepConfig, **overrides) -> tuple[dict, list[str]]:
     """Train the unfinished runs, write the tables; returns the cells and the failures (one line each).
 
     ``overrides``: further :class:`TrainConfig` fields of every run (see :func:`run_configs`).
+
+    Raises :class:`SettingsError` (before any run starts) for a bad setting of the sweep or of its runs.
     """
-    if config.workers < 1:
-        raise ValueError(f"workers must be at least 1, got {config.workers}")
-    todo = [c for c in run_configs(config, **overrides) if not (Path(c.out_dir) / "summary.json").is_file()]
+    todo = [c for c in validate(config, **overrides) if not (Path(c.out_dir) / "summary.json").is_file()]
     failures = []
     if not config.table_only and todo:
         print(f"{len(todo)} run(s) to train ({sum(c.resume for c in todo)} resumed), {config.workers} worker(s)")
@@ -163,7 +215,7 @@ def sweep(config: SweepConfig, **overrides) -> tuple[dict, list[str]]:
             for run in todo:
                 try:
                     summary = _train_one(run)
-                    print(f"done {run.out_dir}: final {summary['final_normalized_score']:.1f}", flush=True)
+                    print(f"done {run.out_dir}: {_score_text(summary)}", flush=True)
                 except Exception as error:  # a failed run must not stop the grid
                     failures.append(f"{run.out_dir}: {type(error).__name__}: {error}")
                     print(f"FAILED {failures[-1]}", flush=True)
@@ -174,11 +226,16 @@ def sweep(config: SweepConfig, **overrides) -> tuple[dict, list[str]]:
                     run = futures[future]
                     try:
                         summary = future.result()
-                        print(f"done {run.out_dir}: final {summary['final_normalized_score']:.1f}", flush=True)
+                        print(f"done {run.out_dir}: {_score_text(summary)}", flush=True)
                     except Exception as error:
                         failures.append(f"{run.out_dir}: {type(error).__name__}: {error}")
                         print(f"FAILED {failures[-1]}", flush=True)
     cells = results(config)
+    for cell in cells.values():
+        failures += [
+            f"{run}: finished without a score (delete its summary.json to train it again)"
+            for run in cell["failed_runs"]
+        ]
     text = markdown_table(config, cells, "final") + "\n" + markdown_table(config, cells, "best")
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -191,7 +248,12 @@ def sweep(config: SweepConfig, **overrides) -> tuple[dict, list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    _, failures = sweep(tyro.cli(SweepConfig, args=argv, description=__doc__.split("\n\n")[0]))
+    config = tyro.cli(SweepConfig, args=argv, prog=PROG, description=__doc__.split("\n\n")[0])
+    try:
+        _, failures = sweep(config)
+    except SettingsError as error:
+        print("error: " + " ".join(str(error).split("\n")), file=sys.stderr)
+        raise SystemExit(2) from None
     return 1 if failures else 0
 
 

@@ -3,6 +3,7 @@
     python deep/train.py --algo spacql --task cn --dataset random --seed 0
     python deep/train.py --algo cfcql --task cn --dataset expert --seed 1 --updates 2000 --out-dir runs/x
     python deep/train.py --algo spacql --task cn --dataset random --seed 0 --resume   # continue a killed run
+    python deep/train.py --preset quick --task cn --dataset random   # a first run: about a minute on a CPU
 
 Reads ``<data-dir>/<task>_<dataset>_seed<dataset-seed>.npz`` (built by deep/collect.py), trains for
 ``--updates`` critic updates (default: CFCQL's schedule, see deep/offline.py), evaluates the
@@ -23,7 +24,9 @@ A non-finite loss stops the run with its update number after writing ``nan_check
 An out dir that already holds a run's files is refused unless ``--resume`` continues the run or
 ``--overwrite`` deletes its files first; a run holds a lock on its out dir (``.lock``), so a second
 run into it is refused while the first is alive. Checkpoints record their SHA-256, checked on
-``--resume``; these problems are one ``error:`` line on stderr and exit code 2.
+``--resume``. Every setting is validated before anything is loaded (deep/settings.py), and the
+dataset is checked against ``--task`` and ``--dataset`` (shapes, quality, actions in [-1, 1]); these
+problems are one ``error:`` line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import json
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -57,15 +60,14 @@ from deep.envs import task_spec
 from deep.evaluation import deterministic_policy, evaluation_report, team_returns
 from deep.networks import resolve_device
 from deep.offline import (
-    ALGORITHMS,
     Algorithm,
     DeviceDataset,
     LearnerSettings,
     OfflineLearner,
-    default_hyperparameters,
     keep_freed_memory,
 )
 from deep.opponents import load_opponent
+from deep.settings import SettingsError, apply_preset, resolve_settings, validate_settings
 
 EVAL_SEED = 10_000_019
 """Environment seed of the evaluation episodes (plus the run's seed): every evaluation plays the same episodes."""
@@ -90,9 +92,11 @@ class TrainConfig:
     out_dir: str | None = None
     """Where logs, checkpoints and summary.json go; default runs/offline/<task>-<dataset>-<algo>-seed<seed>."""
     updates: int | None = None
-    """Critic updates (an actor update every policy-delay); default 5 x CFCQL's rounds: CN/PP 10k, World 25k."""
+    """Critic updates, >= 1 (an actor update every policy-delay); default 5 x CFCQL's rounds: CN 10k, PP 10k,
+    World 25k, HalfCheetah 500k."""
     eval_every: int = 1000
-    """Evaluate (and checkpoint) every this many updates, and at the end."""
+    """Evaluate (and checkpoint) every this many updates, and at the end; must be a positive multiple of
+    --log-every."""
     eval_episodes: int = 100
     """Episodes per evaluation, run as parallel environment copies."""
     log_every: int = 100
@@ -131,10 +135,14 @@ class TrainConfig:
     """Write TensorBoard scalars to out_dir/tb."""
     progress: bool = True
     """Show a progress bar."""
+    preset: Literal["quick"] | None = None
+    """quick: a first run for newcomers, about a minute on a CPU on the MPE datasets (200 updates of batch 256,
+    evaluated every 100 over 10 episodes, a metrics row every 50); it sets only the fields left at their
+    defaults, so explicit flags win."""
 
 
 # Fields that may differ between a checkpoint and the run that resumes it.
-_RESUME_FREE = ("updates", "resume", "overwrite", "device", "progress", "compile", "out_dir", "data_dir")
+_RESUME_FREE = ("updates", "resume", "overwrite", "device", "progress", "compile", "out_dir", "data_dir", "preset")
 
 RUN_FILES = ("summary.json", "checkpoint.pt", "actor.pt", "metrics.jsonl", "metrics.csv", "tb", "nan_checkpoint.pt")
 """What a run writes into its out dir (besides ``.lock``): any of them means the out dir holds a run."""
@@ -148,12 +156,7 @@ def out_dir_of(config: TrainConfig) -> Path:
 
 def settings_of(config: TrainConfig) -> tuple[LearnerSettings, int]:
     """The learner's settings and the number of updates: the table's defaults, overridden by the config."""
-    table = default_hyperparameters(config.task, config.dataset)
-    names = {f.name for f in fields(LearnerSettings)} - {"algo", "k"}
-    values = {name: getattr(config, name, None) for name in names}
-    resolved = {name: table[name] if value is None else value for name, value in values.items()}
-    settings = LearnerSettings(algo=config.algo, k=config.k, **resolved)
-    return settings, config.updates if config.updates is not None else table["updates"]
+    return resolve_settings(config)
 
 
 def evaluation_opponent(task: str):
@@ -167,9 +170,16 @@ def evaluation_opponent(task: str):
 
 
 def load_checked_dataset(config: TrainConfig) -> datasets.OfflineDataset:
-    """Load the run's dataset and check it against the task (agent count, shapes)."""
+    """Load the run's dataset and check it against the task (agent count, shapes) and ``--dataset``.
+
+    Also refuses a dataset whose metadata quality is not ``config.dataset`` (a file renamed to another
+    quality); ``datasets.load`` already refuses actions outside [-1, 1] (``datasets.ACTION_TOLERANCE``).
+    """
     path = datasets.dataset_path(config.data_dir, config.task, config.dataset, config.dataset_seed)
-    dataset = datasets.load(path)  # FileNotFoundError with the deep/collect.py command
+    try:
+        dataset = datasets.load(path)  # FileNotFoundError with the deep/collect.py command
+    except ValueError as error:  # a damaged or invalid file: the message starts with its path
+        raise DatasetError(f"dataset: {error}") from error
     spec, meta = task_spec(config.task), dataset.metadata
     _, n_agents, obs_dim = dataset.obs.shape
     found = {
@@ -194,10 +204,19 @@ def load_checked_dataset(config: TrainConfig) -> datasets.OfflineDataset:
         if found[key] != expected[key]
     ]
     if wrong:
-        raise ValueError(f"dataset: {path} does not match the task: " + ", ".join(wrong))
+        raise DatasetError(f"dataset: {path} does not match the task: " + ", ".join(wrong))
+    if meta.get("quality") != config.dataset:
+        raise DatasetError(
+            f"dataset: {path} holds a {meta.get('quality')!r} dataset by its metadata, not --dataset "
+            f"{config.dataset!r}; rename it or rebuild it with deep/collect.py"
+        )
     if meta.get("reference_returns") is None:
-        raise ValueError(f"dataset: {path} has no reference returns, so no normalized score")
+        raise DatasetError(f"dataset: {path} has no reference returns, so no normalized score")
     return dataset
+
+
+class DatasetError(ValueError):
+    """A dataset file that does not fit the run (task, shapes, quality, action range); names the file."""
 
 
 def versions() -> dict:
@@ -308,9 +327,15 @@ def train(config: TrainConfig) -> dict:
         (also a ValueError: a damaged or foreign checkpoint, or one written with another config),
         :class:`MissingCheckpointError` (also a FileNotFoundError: ``resume`` without a
         checkpoint), :class:`WriteError` (also an OSError: a file that could not be written).
+    SettingsError
+        (also a ValueError) A setting out of its range or inconsistent with another one (unknown
+        ``algo``, ``gamma`` outside [0, 1), ``eval_every`` not a multiple of ``log_every``, ...),
+        checked by :func:`deep.settings.validate_settings` before anything is loaded.
+    DatasetError
+        (also a ValueError) A dataset that does not match the task or ``dataset`` (its metadata
+        quality), or with actions outside [-1, 1].
     ValueError
-        Unknown ``algo``, a dataset that does not match the task, an unavailable device,
-        inconsistent intervals.
+        An unavailable device.
     FileNotFoundError
         A missing dataset (the message holds the deep/collect.py command that builds it).
     FloatingPointError
@@ -318,11 +343,8 @@ def train(config: TrainConfig) -> dict:
     """
     if config.resume and config.overwrite:
         raise OutDirError("--resume and --overwrite exclude each other: continue the run in out_dir or replace it")
-    if config.algo not in ALGORITHMS:
-        raise ValueError(f"algo must be one of {tuple(ALGORITHMS)}, got {config.algo!r}")
-    if config.eval_every % config.log_every:
-        raise ValueError(f"eval_every ({config.eval_every}) must be a multiple of log_every ({config.log_every})")
-    settings, total_updates = settings_of(config)
+    config = apply_preset(config)
+    settings, total_updates = validate_settings(config)
     device = resolve_device(config.device)
     if device.type == "cpu":
         keep_freed_memory()
@@ -472,11 +494,15 @@ def _train_in(
 
 
 def main(argv: list[str] | None = None) -> dict:
-    """The CLI: the run's summary; an :class:`OutDirError` is one ``error:`` line on stderr and exit code 2."""
+    """The CLI: the run's summary.
+
+    An :class:`OutDirError`, :class:`SettingsError` or :class:`DatasetError` is one ``error:`` line on
+    stderr and exit code 2.
+    """
     config = tyro.cli(TrainConfig, args=argv, description=__doc__.split("\n\n")[0])
     try:
         return train(config)["summary"]
-    except OutDirError as error:
+    except (OutDirError, SettingsError, DatasetError) as error:
         print("error: " + " ".join(str(error).split("\n")), file=sys.stderr)
         raise SystemExit(2) from None
 

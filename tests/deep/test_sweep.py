@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 
-from deep.sweep import SweepConfig, run_configs, sweep
+from deep.settings import SettingsError
+from deep.sweep import SweepConfig, main, run_configs, sweep
 from tests.deep.tiny_offline import write_tiny_dataset
 
 torch.set_num_threads(1)
@@ -78,3 +80,52 @@ def test_a_run_killed_before_its_first_checkpoint_starts_over(tmp_path):
     cells, failures = sweep(config, **TINY)
     assert failures == [] and cells["spacql/random"]["seeds"] == 1
     assert json.loads((killed / "metrics.jsonl").read_text().splitlines()[0])["critic_loss"] != 0.0
+
+
+def test_a_finished_run_without_scores_is_reported_as_failed_not_a_crash(tmp_path, capsys):
+    """A summary.json with null scores (as `--updates 0` wrote before validation) or unreadable JSON."""
+    runs = tmp_path / "runs"
+    for seed, text in ((0, '{"final_normalized_score": null, "best_normalized_score": null}'), (1, "{not json")):
+        (runs / f"cn-random-spacql-seed{seed}").mkdir(parents=True)
+        (runs / f"cn-random-spacql-seed{seed}" / "summary.json").write_text(text)
+    config = SweepConfig(algos=("spacql",), datasets=("random",), seeds=(0, 1), out_dir=str(runs), table_only=True)
+    cells, failures = sweep(config)
+    cell = cells["spacql/random"]
+    assert cell["seeds"] == 0 and cell["failed"] == 2 and cell["final_mean"] is None
+    assert len(failures) == 2 and all("finished without a score" in line for line in failures)
+    assert "| spacql | failed (2) |" in (runs / "results.md").read_text()
+    assert main(["--algos", "spacql", "--datasets", "random", "--seeds", "0", "1", "--out-dir", str(runs)]) == 1
+    assert "failed (2)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--updates", "0"], "error: --updates: must be an integer >= 1, got 0"),
+        (["--updates", "0", "--table-only"], "error: --updates: must be an integer >= 1, got 0"),
+        (["--eval-every", "250"], "error: --eval-every: must be a positive multiple of --log-every=100, got 250"),
+        (["--eval-episodes", "0"], "error: --eval-episodes: must be an integer >= 1, got 0"),
+        (["--workers", "0"], "error: --workers: must be an integer >= 1, got 0"),
+    ],
+)
+def test_a_bad_setting_stops_the_sweep_before_the_grid_with_exit_2(argv, message, tmp_path, capsys):
+    out = tmp_path / "runs"
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--out-dir", str(out), "--data-dir", str(tmp_path / "data"), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err == message + "\n"
+    assert not out.exists()
+
+
+def test_bad_run_overrides_are_refused_before_any_run_starts(tmp_path):
+    config = SweepConfig(algos=("cfcql", "spacql"), datasets=("random",), seeds=(0,), out_dir=str(tmp_path / "runs"))
+    with pytest.raises(SettingsError, match="--n-critics: must be >= 2 for --algo spacql"):
+        sweep(config, **(TINY | {"n_critics": 1}))
+    assert not (tmp_path / "runs").exists()  # not even cfcql, the first run, was trained
+
+
+def test_help_names_the_module_command(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0 and "usage: python -m deep.sweep " in out and "/deep/sweep.py" not in out

@@ -11,12 +11,14 @@ import sys
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from deep._files import CheckpointError
 from deep.offline import ALGORITHMS
-from deep.train import TrainConfig, main, train
+from deep.settings import PRESETS, SettingsError
+from deep.train import DatasetError, TrainConfig, main, train
 from tests.deep.tiny_offline import tiny_train_config, write_tiny_dataset
 
 torch.set_num_threads(1)
@@ -114,13 +116,105 @@ def test_dataset_of_another_task_or_shape_is_refused(tmp_path):
 
 
 def test_unknown_algorithm_and_bad_intervals_are_refused(data_dir, tmp_path):
-    with pytest.raises(ValueError, match="algo must be one of"):
+    with pytest.raises(SettingsError, match="--algo: must be one of"):
         train(tiny_train_config(data_dir, tmp_path, algo="qmix"))
-    with pytest.raises(ValueError, match="eval_every"):
+    with pytest.raises(SettingsError, match="--eval-every: must be a positive multiple of --log-every=50, got 75"):
         train(tiny_train_config(data_dir, tmp_path, eval_every=75))
+    assert not list(tmp_path.iterdir())  # refused before anything was written
 
 
-def test_non_finite_loss_stops_with_the_update_number_and_a_checkpoint(data_dir, tmp_path):
+def test_dataset_labelled_with_another_quality_is_refused(tmp_path, capsys):
+    write_tiny_dataset(tmp_path, quality="random")
+    path = tmp_path / "cn_expert_seed0.npz"
+    (tmp_path / "cn_random_seed0.npz").rename(path)  # a random dataset saved under the expert name
+    with pytest.raises(DatasetError, match=rf"dataset: {path} holds a 'random' dataset .* not --dataset 'expert'"):
+        train(tiny_train_config(tmp_path, tmp_path / "out", dataset="expert"))
+    err = cli_error(capsys, [*cli_args(tmp_path, tmp_path / "out"), "--dataset", "expert"])
+    assert str(path) in err and "'random'" in err
+
+
+def test_dataset_with_actions_outside_the_unit_box_is_refused(tmp_path, capsys):
+    path = write_tiny_dataset(tmp_path)
+    with np.load(path) as npz:  # the file's arrays rewritten behind the dataset's own validation
+        arrays = {name: npz[name] for name in npz.files}
+    actions = arrays["actions"]
+    np.savez_compressed(path, **(arrays | {"actions": actions * 3.0}))
+    with pytest.raises(DatasetError, match=rf"dataset: {path}.*\[-1, 1\]"):
+        train(tiny_train_config(tmp_path, tmp_path / "out"))
+    err = cli_error(capsys, cli_args(tmp_path, tmp_path / "out"))
+    assert str(path) in err and "[-1, 1]" in err
+    np.savez_compressed(path, **(arrays | {"actions": np.clip(actions * 3.0, -1 - 1e-6, 1 + 1e-6)}))  # rounding
+    assert train(tiny_train_config(tmp_path, tmp_path / "ok", updates=50, eval_every=50))["summary"]["updates"] == 50
+
+
+BAD_SETTINGS = [
+    ("--gamma", "1.5", "[0, 1)"),
+    ("--gamma", "-0.1", "[0, 1)"),
+    ("--tau", "-0.1", "(0, 1]"),
+    ("--tau", "0", "(0, 1]"),
+    ("--cql-alpha", "-1", "[0, inf)"),
+    ("--cql-alpha", "inf", "[0, inf)"),
+    ("--lr", "0", "(0, inf)"),
+    ("--lr", "nan", "(0, inf)"),
+    ("--updates", "0", ">= 1"),
+    ("--updates", "-5", ">= 1"),
+    ("--log-every", "0", ">= 1"),
+    ("--log-every", "-50", ">= 1"),
+    ("--eval-every", "0", "positive multiple of --log-every=50"),
+    ("--eval-every", "-50", "positive multiple of --log-every=50"),
+    ("--eval-every", "75", "positive multiple of --log-every=50"),
+    ("--eval-episodes", "0", ">= 1"),
+    ("--policy-delay", "0", ">= 1"),
+    ("--hidden", "0", ">= 1"),
+    ("--batch-size", "0", ">= 1"),
+    ("--n-critics", "0", ">= 1"),
+    ("--n-critics", "1", ">= 2 for --algo spacql"),
+    ("--n-sampled-actions", "0", ">= 1"),
+    ("--seed", "-1", ">= 0"),
+    ("--dataset-seed", "-1", ">= 0"),
+    ("--k", "4", "[1, 3]"),
+]
+
+
+@pytest.mark.parametrize(("flag", "value", "allowed"), BAD_SETTINGS, ids=[f"{f}={v}" for f, v, _ in BAD_SETTINGS])
+def test_a_bad_setting_is_one_error_line_naming_it_and_exit_2(flag, value, allowed, data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    err = cli_error(capsys, [*cli_args(data_dir, out), flag, value])
+    assert err.startswith(f"error: {flag}: ") and allowed in err and value in err, err
+    assert not out.exists()  # refused before the dataset, the device or the out dir
+
+
+def test_one_critic_is_enough_for_algorithms_without_ensemble_weights(data_dir, tmp_path):
+    summary = train(tiny_train_config(data_dir, tmp_path, algo="cfcql", n_critics=1, updates=50, eval_every=50))
+    assert summary["summary"]["settings"]["n_critics"] == 1
+
+
+def test_python_api_values_of_the_wrong_type_are_refused(data_dir, tmp_path):
+    for changes, pattern in (
+        ({"hidden": 16.5}, "--hidden: must be an integer"),
+        ({"gamma": "0.9"}, r"--gamma: must be a number in \[0, 1\)"),
+        ({"progress": 1}, "--progress: must be true or false"),
+        ({"preset": "slow"}, "--preset: must be one of quick"),
+    ):
+        with pytest.raises(SettingsError, match=pattern):
+            train(tiny_train_config(data_dir, tmp_path, **changes))
+
+
+def test_quick_preset_sets_the_defaults_it_names_and_explicit_flags_win(data_dir, tmp_path):
+    from deep.settings import apply_preset
+
+    config = apply_preset(TrainConfig(preset="quick", eval_every=150))
+    assert config.updates == PRESETS["quick"]["updates"] and config.log_every == PRESETS["quick"]["log_every"]
+    assert config.eval_every == 150 and config.eval_episodes == PRESETS["quick"]["eval_episodes"]
+    summary = main(cli_args(data_dir, tmp_path / "run", "--preset", "quick", "--updates", "100"))
+    assert summary["updates"] == 100 and summary["config"]["preset"] == "quick"
+
+
+def test_non_finite_loss_stops_with_the_update_number_and_a_checkpoint(data_dir, tmp_path, monkeypatch):
+    from deep import settings
+
+    # an infinite penalty weight is refused by the settings' validation: bypass it to reach the guard
+    monkeypatch.setattr("deep.train.validate_settings", settings.resolve_settings)
     with pytest.raises(FloatingPointError, match=r"update 1: non-finite loss"):
         train(tiny_train_config(data_dir, tmp_path, cql_alpha=float("inf")))
     state = torch.load(tmp_path / "nan_checkpoint.pt", weights_only=True)
@@ -142,6 +236,14 @@ def test_cli_help_and_unknown_algorithm():
     assert done.returncode == 0, done.stderr
     for text in ("--algo", "spacql", "icql-qs", "--updates", "--data-dir", "--out-dir", "--resume", "--compile"):
         assert text in done.stdout
+    words = " ".join(done.stdout.replace("│", " ").split())
+    assert "must be a positive multiple of --log-every" in words
+    assert "--preset {None,quick}" in words and "quick: a first run for newcomers" in words
+    from deep.offline import default_hyperparameters
+
+    names = {"cn": "CN", "pp": "PP", "world": "World", "halfcheetah": "HalfCheetah"}
+    for task, name in names.items():  # the help's default schedule is the table's
+        assert f"{name} {default_hyperparameters(task, 'random')['updates'] // 1000}k" in words, (task, words)
     with pytest.raises(SystemExit):
         main(["--algo", "qmix"])
 
