@@ -16,20 +16,16 @@ torch.set_num_threads(1)
 TINY = dict(n_critics=2, hidden=8, batch_size=16, log_every=25, tensorboard=False)
 
 
-def test_sweep_skips_finished_resumes_unfinished_and_tabulates(tmp_path):
+def tiny_sweep_config(tmp_path, **fields) -> SweepConfig:
+    """A sweep over the tiny CN random dataset (written to tmp_path/data) into tmp_path/runs."""
     data = tmp_path / "data"
     write_tiny_dataset(data)
-    config = SweepConfig(
-        algos=("spacql", "cfcql"),
-        datasets=("random", "expert"),
-        seeds=(0, 1),
-        updates=50,
-        eval_every=25,
-        eval_episodes=2,
-        data_dir=str(data),
-        out_dir=str(tmp_path / "runs"),
-        device="cpu",
-    )
+    settings = {"updates": 50, "eval_every": 25, "eval_episodes": 2, "device": "cpu"}
+    return SweepConfig(data_dir=str(data), out_dir=str(tmp_path / "runs"), **(settings | fields))
+
+
+def test_sweep_skips_finished_resumes_unfinished_and_tabulates(tmp_path):
+    config = tiny_sweep_config(tmp_path, algos=("spacql", "cfcql"), datasets=("random", "expert"), seeds=(0, 1))
     cells, failures = sweep(config, **TINY)
     # no expert dataset: those runs fail with the build command, the others finish
     assert len(failures) == 4 and all("deep/collect.py" in line for line in failures)
@@ -59,19 +55,7 @@ def test_sweep_skips_finished_resumes_unfinished_and_tabulates(tmp_path):
 
 def test_a_run_killed_before_its_first_checkpoint_starts_over(tmp_path):
     """Its out dir holds logs but no checkpoint.pt: the sweep passes --overwrite, not --resume."""
-    data = tmp_path / "data"
-    write_tiny_dataset(data)
-    config = SweepConfig(
-        algos=("spacql",),
-        datasets=("random",),
-        seeds=(0,),
-        updates=25,
-        eval_every=25,
-        eval_episodes=2,
-        data_dir=str(data),
-        out_dir=str(tmp_path / "runs"),
-        device="cpu",
-    )
+    config = tiny_sweep_config(tmp_path, algos=("spacql",), datasets=("random",), seeds=(0,), updates=25)
     killed = tmp_path / "runs" / "cn-random-spacql-seed0"
     killed.mkdir(parents=True)
     (killed / "metrics.jsonl").write_text('{"update": 25, "critic_loss": 0.0}\n')
