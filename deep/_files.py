@@ -118,8 +118,18 @@ def load_resume_checkpoint(path, device, config: dict, resumable_fields, require
     missing = [key for key in keys if key not in state]
     if missing or not isinstance(state["config"], dict):
         raise foreign(f"no {', '.join(missing or ['config dict'])}")
-    if resumable_fields(state["config"]) != resumable_fields(config):
-        raise CheckpointError(f"resume: the checkpoint at {path} was written with another config")
+    written, asked = resumable_fields(state["config"]), resumable_fields(config)
+    if written != asked:
+
+        def shown(value):
+            return "the default" if value is None else repr(value)
+
+        differing = ", ".join(
+            f"{key} {shown(written.get(key))} (this run: {shown(asked.get(key))})"
+            for key in sorted(set(written) | set(asked))
+            if written.get(key) != asked.get(key)
+        )
+        raise CheckpointError(f"resume: the checkpoint at {path} was written with another config: {differing}")
     return state
 
 

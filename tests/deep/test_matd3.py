@@ -65,7 +65,7 @@ def test_resume_refuses_a_missing_checkpoint_or_another_config(tmp_path):
     with pytest.raises(FileNotFoundError, match="resume: no checkpoint"):
         train(tiny_matd3_config(tmp_path / "none", resume=True), progress=False)
     train(tiny_matd3_config(tmp_path / "run", total_steps=200), progress=False)
-    with pytest.raises(ValueError, match=r"resume: the checkpoint .* another config"):
+    with pytest.raises(ValueError, match=r"resume: the checkpoint .* another config: gamma .* \(this run: 0.5\)$"):
         train(tiny_matd3_config(tmp_path / "run", resume=True, gamma=0.5), progress=False)
 
 
