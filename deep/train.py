@@ -67,7 +67,7 @@ from deep.offline import (
     keep_freed_memory,
 )
 from deep.opponents import load_opponent
-from deep.settings import SettingsError, apply_preset, resolve_settings, validate_settings
+from deep.settings import SettingsError, apply_preset, validate_settings
 
 EVAL_SEED = 10_000_019
 """Environment seed of the evaluation episodes (plus the run's seed): every evaluation plays the same episodes."""
@@ -154,11 +154,6 @@ def out_dir_of(config: TrainConfig) -> Path:
     return Path("runs/offline") / f"{config.task}-{config.dataset}-{config.algo}-seed{config.seed}"
 
 
-def settings_of(config: TrainConfig) -> tuple[LearnerSettings, int]:
-    """The learner's settings and the number of updates: the table's defaults, overridden by the config."""
-    return resolve_settings(config)
-
-
 def evaluation_opponent(task: str):
     """The opponent the team is evaluated against: the one place where it is chosen.
 
@@ -177,7 +172,9 @@ def load_checked_dataset(config: TrainConfig) -> datasets.OfflineDataset:
     """
     path = datasets.dataset_path(config.data_dir, config.task, config.dataset, config.dataset_seed)
     try:
-        dataset = datasets.load(path)  # FileNotFoundError with the deep/collect.py command
+        dataset = datasets.load(path)
+    except FileNotFoundError as error:  # its message holds the deep/collect.py command that builds it
+        raise MissingDatasetError(f"dataset: {error}") from error
     except ValueError as error:  # a damaged or invalid file: the message starts with its path
         raise DatasetError(f"dataset: {error}") from error
     spec, meta = task_spec(config.task), dataset.metadata
@@ -217,6 +214,10 @@ def load_checked_dataset(config: TrainConfig) -> datasets.OfflineDataset:
 
 class DatasetError(ValueError):
     """A dataset file that does not fit the run (task, shapes, quality, action range); names the file."""
+
+
+class MissingDatasetError(DatasetError, FileNotFoundError):
+    """No dataset file where the run looks (or a directory there); names the command that builds it."""
 
 
 def versions() -> dict:
@@ -336,8 +337,9 @@ def train(config: TrainConfig) -> dict:
         quality), or with actions outside [-1, 1].
     ValueError
         An unavailable device.
-    FileNotFoundError
-        A missing dataset (the message holds the deep/collect.py command that builds it).
+    MissingDatasetError
+        (a DatasetError and a FileNotFoundError) A missing dataset (the message holds the
+        deep/collect.py command that builds it).
     FloatingPointError
         A non-finite loss; ``nan_checkpoint.pt`` in the out dir holds the state at detection.
     """

@@ -101,11 +101,14 @@ def test_tensorboard_scalars(data_dir, tmp_path):
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
 
 
-def test_missing_dataset_names_the_command_that_builds_it(tmp_path):
+def test_missing_dataset_names_the_command_that_builds_it(tmp_path, capsys):
+    """A missing dataset names the command that builds it; on the CLI it is one line and exit 2."""
     with pytest.raises(FileNotFoundError) as error:
         train(tiny_train_config(tmp_path / "nothing", tmp_path / "out", dataset="expert", dataset_seed=3))
     command = f"python deep/collect.py --task cn --quality expert --seed 3 --data-dir {tmp_path / 'nothing'}"
     assert command in str(error.value)
+    err = cli_error(capsys, [*cli_args(tmp_path / "nothing", tmp_path / "out"), "--dataset-seed", "3"])
+    assert "python deep/collect.py --task cn" in err
 
 
 def test_dataset_of_another_task_or_shape_is_refused(tmp_path):
@@ -250,11 +253,12 @@ def test_cli_help_and_unknown_algorithm():
 
 
 def test_default_out_dir_and_updates_follow_the_table():
-    from deep.train import out_dir_of, settings_of
+    from deep.settings import resolve_settings
+    from deep.train import out_dir_of
 
     config = TrainConfig(algo="icql-qs", task="cn", dataset="medium", seed=4)
     assert out_dir_of(config) == Path("runs/offline/cn-medium-icql-qs-seed4")
-    settings, updates = settings_of(config)
+    settings, updates = resolve_settings(config)
     assert updates == 10_000 and settings.cql_alpha == 5.0 and settings.lr == 0.01 and settings.n_critics == 10
 
 
