@@ -1,65 +1,46 @@
-"""The paper's four deep tasks as batched team environments on the maintained Farama packages.
+"""The paper's four deep tasks as batched team environments.
 
 The paper evaluates on Cooperative Navigation (``cn``), Predator-Prey (``pp``) and World
 (``world``) from the Multi-Agent Particle Environments and on 2-agent HalfCheetah
 (``halfcheetah``) from Multi-Agent MuJoCo. :class:`TeamEnv` runs ``n_envs`` copies of one task and
 exposes only the learning team: padded ``float32`` arrays in, padded ``float32`` arrays out.
 
-``cn``
-    ``mpe2.simple_spread_v3.parallel_env(N=3, continuous_actions=True, max_cycles=25)``; team
-    ``agent_0..2`` (observation 18, action 2); no opponents; state 54.
-``pp``
-    ``mpe2.simple_tag_v3.parallel_env(num_good=1, num_adversaries=3, num_obstacles=2,
-    continuous_actions=True, max_cycles=25)``; team ``adversary_0..2`` (observation 16, action 2);
-    opponent the prey ``agent_0`` (observation 14, action 2); state 62.
-``world``
-    ``mpe2.simple_world_comm_v3.parallel_env(continuous_actions=True, max_cycles=25)`` with its
-    default agents; team ``leadadversary_0`` (observation 34, action 6 = 2 move + 4 say) and
-    ``adversary_0..2`` (observation 34, action 2); opponents the good agents ``agent_0``, ``agent_1``
-    (observation 28, action 2); state 192.
+``cn``, ``pp``, ``world``
+    The original benchmark's scenarios (OMAR / CFCQL's ``simple_spread``, ``simple_tag``,
+    ``simple_world``), rebuilt on a batched particle world in :mod:`deep.particles` (its docstring
+    states every fact and where it comes from). ``cn``: team ``agent_0..2`` (observation 18, action
+    2), no opponents. ``pp``: team ``adversary_0..2`` (observation 16, action 2) against the prey
+    ``agent_0`` (observation 14, action 2). ``world``: team ``adversary_0..2`` (observation 24,
+    action 2) against the good agent ``agent_0`` (observation 22, action 2). State: the concatenation
+    of the team's observations (54, 48, 72), the input of CFCQL's centralized critic.
 ``halfcheetah``
     ``gymnasium_robotics.mamujoco_v1.parallel_env("HalfCheetah", "2x3")``; team ``agent_0``,
     ``agent_1`` (observation 12, action 3); no opponents; state 17 (HalfCheetah-v5's observation).
 
 Actions
     Every action the adapter takes (team and opponents) lies in ``[-1, 1]``; values outside are
-    clipped to ``[-1, 1]`` here (otherwise pettingzoo would clip mpe2's ``[0, 1]`` actions with a
-    logged warning that it also keeps forever in ``EnvLogger.mqueue``, and MuJoCo would clamp the
-    controls but charge HalfCheetah's control cost on the unclipped action). NaN, infinite values or
-    a wrong shape raise ``ValueError``. Per agent, only the first ``act_dims[i]`` entries of the
-    padded action are used; the others are ignored.
-
-MPE action mapping
-    mpe2's continuous action is ``Box(0, 1, (5,))`` with index 0 a no-op, and the agent moves with
-    ``u = [a2 - a1, a4 - a3] * sensitivity``. A team or opponent action ``(x, y)`` in ``[-1, 1]^2``
-    becomes ``[0, max(-x, 0), max(x, 0), max(-y, 0), max(y, 0)]``, so ``u = (x, y) * sensitivity``:
-    ``(x, y)`` is the direction and strength of the push. The World leader's four extra "say"
-    entries ``s`` in ``[-1, 1]^4`` become its communication ``(s + 1) / 2`` in ``[0, 1]^4``
-    (its 9-dim mpe2 action is the 5 movement entries followed by these 4).
+    clipped to ``[-1, 1]`` (the original MPE learners clamp their actions to it; MuJoCo would clamp
+    the controls but charge HalfCheetah's control cost on the unclipped action). NaN, infinite values
+    or a wrong shape raise ``ValueError``. An MPE action ``(x, y)`` is the push of the original's
+    continuous ``Box(-1, 1, (2,))`` action space. Per agent, only the first ``act_dims[i]`` entries of
+    the padded action are used; the others are ignored.
 
 Team reward
-    The mean of the team agents' per-step rewards. In PP and HalfCheetah every team agent gets the
-    same reward, so the mean is that shared reward. In CN mpe2 (``local_ratio=0.5``) gives agent i
-    ``0.5 * (-sum over landmarks of the closest agent's distance) + 0.5 * (-collisions of agent i)``,
-    so the agents differ by their collisions and the mean is ``0.5 * (-sum of those distances) -
-    (number of colliding pairs) / 3``. In World every adversary gets ``+5`` per (good agent,
-    adversary) collision plus its own shaping ``-0.1 * distance to the nearest good agent``; the mean
-    averages the shaping. These rewards are mpe2's, not the modified CN reward of the original
-    OMAR/CFCQL datasets, so returns are not comparable with the numbers printed in those papers.
+    The mean of the team agents' per-step rewards: CFCQL's evaluation return in CN (the agents differ
+    by their own collision penalties) and, in PP and World, the predators' shared reward (see
+    :mod:`deep.particles`); HalfCheetah's agents share one reward.
 
 Opponents
     An opponent is a callable ``opponent(obs) -> actions`` with ``obs`` the opponents' padded
     observations ``[E, m, opponent_obs_dim]`` and ``actions`` ``[E, m, opponent_act_dim]`` in
-    ``[-1, 1]`` (same mapping and clipping as the team). The default is :func:`uniform_opponent`,
-    seeded with the environment's ``seed``. The original
-    benchmark used pretrained prey / good agents; the deep training code will load such opponents
-    from its own checkpoints and pass them here.
+    ``[-1, 1]`` (same clipping as the team). The default is :func:`uniform_opponent`, seeded with the
+    environment's ``seed``. The original benchmark used pretrained prey / good agents; the training
+    code loads such opponents from its own checkpoints (:mod:`deep.opponents`) and passes them here.
 
 Seeding
     Copy ``e`` is reset with seed ``seed + e`` at the first :meth:`TeamEnv.reset` and without a seed
-    afterwards: mpe2 and Gymnasium keep the generator of the seeded reset when ``reset`` gets no
-    seed, so later episodes continue each copy's own random stream. The dynamics have no noise, so
-    a run is deterministic given ``seed``, the team's actions and a deterministic opponent.
+    afterwards, which continues each copy's own random stream. The dynamics have no noise, so a run
+    is deterministic given ``seed``, the team's actions and a deterministic opponent.
     ``reset(seed=k)`` reseeds copy ``e`` with ``k + e`` (trainers do this every episode so that a run
     resumed from a checkpoint continues exactly); it does not reseed a random opponent such as
     :func:`uniform_opponent`, whose stream simply continues.
@@ -72,17 +53,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .particles import SCENARIOS, ParticleCopies
+
 TASKS = ("cn", "pp", "world", "halfcheetah")
 #: The other side of the competitive tasks, for training the fixed opponents: the prey of pp, the
 #: good agents of world, with the benchmark team as their opponents.
 OPPONENT_TASKS = ("pp-prey", "world-good")
 
-MPE_EPISODE_LENGTH = 25
+MPE_EPISODE_LENGTH = 25  # the original training loops' episode length
 HALFCHEETAH_EPISODE_LENGTH = 1000  # HalfCheetah-v5's TimeLimit
-
-# An MPE agent's first 5 action entries move it; a speaking agent's "say" entries follow.
-MPE_MOVE_DIMS = 5
-MOVE_DIMS = 2
 
 # Mixed into uniform_opponent's seed so that its stream differs from np.random.default_rng(seed),
 # which a caller may well use for the team's own random actions.
@@ -178,21 +157,21 @@ _SPECS = {
         opponents=("agent_0",),
         obs_dims=(16, 16, 16),
         act_dims=(2, 2, 2),
-        state_dim=62,
+        state_dim=48,
         episode_length=MPE_EPISODE_LENGTH,
         opponent_obs_dims=(14,),
         opponent_act_dims=(2,),
     ),
     "world": TaskSpec(
         name="world",
-        team=("leadadversary_0", "adversary_0", "adversary_1", "adversary_2"),
-        opponents=("agent_0", "agent_1"),
-        obs_dims=(34, 34, 34, 34),
-        act_dims=(6, 2, 2, 2),
-        state_dim=192,
+        team=("adversary_0", "adversary_1", "adversary_2"),
+        opponents=("agent_0",),
+        obs_dims=(24, 24, 24),
+        act_dims=(2, 2, 2),
+        state_dim=72,
         episode_length=MPE_EPISODE_LENGTH,
-        opponent_obs_dims=(28, 28),
-        opponent_act_dims=(2, 2),
+        opponent_obs_dims=(22,),
+        opponent_act_dims=(2,),
     ),
     "halfcheetah": TaskSpec(
         name="halfcheetah",
@@ -206,30 +185,25 @@ _SPECS = {
 }
 
 
-_SPECS["pp-prey"] = TaskSpec(
-    name="pp-prey",
-    team=_SPECS["pp"].opponents,
-    opponents=_SPECS["pp"].team,
-    obs_dims=_SPECS["pp"].opponent_obs_dims,
-    act_dims=_SPECS["pp"].opponent_act_dims,
-    state_dim=_SPECS["pp"].state_dim,
-    episode_length=MPE_EPISODE_LENGTH,
-    opponent_obs_dims=_SPECS["pp"].obs_dims,
-    opponent_act_dims=_SPECS["pp"].act_dims,
-    environment="pp",
-)
-_SPECS["world-good"] = TaskSpec(
-    name="world-good",
-    team=_SPECS["world"].opponents,
-    opponents=_SPECS["world"].team,
-    obs_dims=_SPECS["world"].opponent_obs_dims,
-    act_dims=_SPECS["world"].opponent_act_dims,
-    state_dim=_SPECS["world"].state_dim,
-    episode_length=MPE_EPISODE_LENGTH,
-    opponent_obs_dims=_SPECS["world"].obs_dims,
-    opponent_act_dims=_SPECS["world"].act_dims,
-    environment="world",
-)
+def _opponent_side(name: str, task: str) -> TaskSpec:
+    """The spec of ``task``'s opponents as the team (their own observations make the state)."""
+    spec = _SPECS[task]
+    return TaskSpec(
+        name=name,
+        team=spec.opponents,
+        opponents=spec.team,
+        obs_dims=spec.opponent_obs_dims,
+        act_dims=spec.opponent_act_dims,
+        state_dim=sum(spec.opponent_obs_dims),
+        episode_length=MPE_EPISODE_LENGTH,
+        opponent_obs_dims=spec.obs_dims,
+        opponent_act_dims=spec.act_dims,
+        environment=task,
+    )
+
+
+_SPECS["pp-prey"] = _opponent_side("pp-prey", "pp")
+_SPECS["world-good"] = _opponent_side("world-good", "world")
 
 
 def opponent_task(task: str) -> str:
@@ -274,33 +248,6 @@ def uniform_opponent(spec: TaskSpec, seed: int) -> Opponent:
     return act
 
 
-def _make_env(task: str):
-    """A fresh pettingzoo parallel environment of ``task`` (unseeded)."""
-    if task == "halfcheetah":
-        from gymnasium_robotics import mamujoco_v1
-
-        return mamujoco_v1.parallel_env("HalfCheetah", "2x3")
-    from mpe2 import simple_spread_v3, simple_tag_v3, simple_world_comm_v3
-
-    if task == "cn":
-        return simple_spread_v3.parallel_env(N=3, continuous_actions=True, max_cycles=MPE_EPISODE_LENGTH)
-    if task == "pp":
-        return simple_tag_v3.parallel_env(
-            num_good=1, num_adversaries=3, num_obstacles=2, continuous_actions=True, max_cycles=MPE_EPISODE_LENGTH
-        )
-    return simple_world_comm_v3.parallel_env(continuous_actions=True, max_cycles=MPE_EPISODE_LENGTH)
-
-
-def _mpe_actions(actions: np.ndarray) -> np.ndarray:
-    """Map ``[..., d]`` actions in ``[-1, 1]`` (move ``x, y`` then ``d - 2`` say entries) to mpe2's ``[..., d + 3]``."""
-    move = actions[..., :MOVE_DIMS]
-    mpe_move = np.zeros((*actions.shape[:-1], MPE_MOVE_DIMS), dtype=np.float32)
-    mpe_move[..., 1::2] = np.maximum(-move, 0.0)  # entries 1, 3: push left, down
-    mpe_move[..., 2::2] = np.maximum(move, 0.0)  # entries 2, 4: push right, up
-    say = (actions[..., MOVE_DIMS:] + 1.0) / 2.0
-    return np.concatenate([mpe_move, say], axis=-1)
-
-
 def _checked_actions(actions, expected_shape: tuple[int, ...], name: str) -> np.ndarray:
     """``actions`` as float32 of ``expected_shape``, clipped to ``[-1, 1]``; ``ValueError`` naming ``name``."""
     array = np.asarray(actions)
@@ -312,17 +259,110 @@ def _checked_actions(actions, expected_shape: tuple[int, ...], name: str) -> np.
     return np.clip(array, -1.0, 1.0)
 
 
+class _ParticleBackend:
+    """The original MPE scenarios (:mod:`deep.particles`), all copies as one array program."""
+
+    def __init__(self, spec: TaskSpec, n_envs: int):
+        self._spec = spec
+        self._scenario = SCENARIOS[spec.environment]()
+        self._copies = ParticleCopies(self._scenario, n_envs)
+        names = dict(zip(_SPECS[spec.environment].team, self._scenario.team, strict=True))
+        names.update(zip(_SPECS[spec.environment].opponents, self._scenario.opponents, strict=True))
+        self._team = [names[agent] for agent in spec.team]
+        self._opponents = [names[agent] for agent in spec.opponents]
+
+    def _arrays(self, observations: list[np.ndarray]):
+        spec = self._spec
+        team = _padded([observations[i] for i in self._team], spec.obs_dim)
+        opponents = _padded([observations[i] for i in self._opponents], spec.opponent_obs_dim)
+        state = np.concatenate([observations[i] for i in self._team], axis=-1).astype(np.float32)
+        return team, opponents, state
+
+    def reset(self, seeds: list[int | None]):
+        return self._arrays(self._copies.reset(seeds))
+
+    def step(self, team_actions: np.ndarray, opponent_actions: np.ndarray):
+        spec = self._spec
+        n_envs = len(team_actions)
+        actions = np.zeros((n_envs, self._scenario.bodies.n_agents, 2))
+        actions[:, self._team] = team_actions[..., :2]
+        if self._opponents:
+            actions[:, self._opponents] = opponent_actions[..., :2]
+        observations, rewards = self._copies.step(actions)
+        reward = rewards[:, self._team].mean(axis=1).astype(np.float32)
+        ended = np.full(n_envs, self._copies.t >= spec.episode_length)
+        return (*self._arrays(observations), reward, np.zeros(n_envs, dtype=bool), ended)
+
+
+class _MamujocoBackend:
+    """Multi-Agent MuJoCo copies stepped one after another through pettingzoo's parallel API."""
+
+    def __init__(self, spec: TaskSpec, n_envs: int):
+        from gymnasium_robotics import mamujoco_v1
+
+        self._spec = spec
+        self._envs = [mamujoco_v1.parallel_env("HalfCheetah", "2x3") for _ in range(n_envs)]
+        found = {
+            agent: (self._envs[0].observation_space(agent).shape, self._envs[0].action_space(agent).shape)
+            for agent in self._envs[0].possible_agents
+        }
+        expected = {
+            agent: ((obs_dim,), (act_dim,))
+            for agent, obs_dim, act_dim in zip(spec.team, spec.obs_dims, spec.act_dims, strict=True)
+        }
+        if found != expected:
+            raise RuntimeError(
+                f"the installed {spec.name!r} environment has agents (observation, action shapes) {found}, "
+                f"expected {expected}; check the gymnasium-robotics version"
+            )
+
+    def _arrays(self, per_copy: list[dict]):
+        spec = self._spec
+        team = np.stack([_padded([obs[agent] for agent in spec.team], spec.obs_dim) for obs in per_copy])
+        state = np.stack([env.state() for env in self._envs]).astype(np.float32)
+        return team, np.zeros((len(per_copy), 0, 0), dtype=np.float32), state
+
+    def reset(self, seeds: list[int | None]):
+        return self._arrays([env.reset(seed=seed)[0] for env, seed in zip(self._envs, seeds, strict=True)])
+
+    def step(self, team_actions: np.ndarray, opponent_actions: np.ndarray):
+        spec = self._spec
+        per_copy, reward, terminated, truncated = [], [], [], []
+        for e, env in enumerate(self._envs):
+            joint_action = {
+                agent: team_actions[e, i, :act_dim]
+                for i, (agent, act_dim) in enumerate(zip(spec.team, spec.act_dims, strict=True))
+            }
+            obs, rewards, terminations, truncations, _ = env.step(joint_action)
+            per_copy.append(obs)
+            reward.append(np.mean([rewards[agent] for agent in spec.team]))
+            terminated.append(any(terminations[agent] for agent in spec.team))
+            truncated.append(any(truncations[agent] for agent in spec.team))
+        arrays = self._arrays(per_copy)
+        return (*arrays, np.array(reward, dtype=np.float32), np.array(terminated), np.array(truncated))
+
+
+def _padded(observations: list[np.ndarray], width: int) -> np.ndarray:
+    """Per-agent ``[E, d_i]`` (or ``[d_i]``) observations -> ``[E, k, width]`` (``[k, width]``) float32, zero-padded."""
+    lead = observations[0].shape[:-1] if observations else ()
+    padded = np.zeros((*lead, len(observations), width), dtype=np.float32)
+    for i, obs in enumerate(observations):
+        padded[..., i, : obs.shape[-1]] = obs
+    return padded
+
+
 class TeamEnv:
     """``n_envs`` independent copies of one task stepped together.
 
-    The copies are stepped in a Python loop, so policies are evaluated once per step on the batch.
-    All copies of a task have episodes of the same fixed length and end together (MPE truncates at
-    25 steps, HalfCheetah at 1000 and never terminates); after the end, call :meth:`reset`.
+    The MPE copies are one array program (:mod:`deep.particles`); HalfCheetah's are stepped in a
+    Python loop. Policies are evaluated once per step on the batch. All copies of a task have
+    episodes of the same fixed length and end together (MPE after 25 steps, HalfCheetah at 1000; no
+    task terminates); after the end, call :meth:`reset`.
 
     Parameters
     ----------
     task : str
-        One of :data:`TASKS`.
+        One of :data:`TASKS` or :data:`OPPONENT_TASKS`.
     n_envs : int
         Number of copies ``E``.
     seed : int
@@ -338,68 +378,20 @@ class TeamEnv:
 
     def __init__(self, task: str, n_envs: int = 1, seed: int = 0, opponent: Opponent | None = None):
         self.spec = task_spec(task)
-        if n_envs < 1:
-            raise ValueError(f"n_envs must be at least 1, got {n_envs}")
+        if isinstance(n_envs, bool) or not isinstance(n_envs, int | np.integer) or n_envs < 1:
+            raise ValueError(f"n_envs must be an integer >= 1, got {n_envs!r}")
         if opponent is not None and not self.spec.opponents:
             raise ValueError(f"opponent: task {task!r} has no opponents")
         if opponent is None and self.spec.opponents:
             opponent = uniform_opponent(self.spec, seed)
-        self.n_envs = n_envs
+        self.n_envs = int(n_envs)
         self.seed = seed
         self._opponent = opponent
-        self._is_mpe = task != "halfcheetah"
-        self._envs = [_make_env(self.spec.environment) for _ in range(n_envs)]
-        self._check_installed_env(self._envs[0])
+        backend = _MamujocoBackend if self.spec.environment == "halfcheetah" else _ParticleBackend
+        self._backend = backend(self.spec, self.n_envs)
         self._first_reset = True
         self._needs_reset = True
-        self._opponent_obs = np.zeros((n_envs, self.spec.n_opponents, self.spec.opponent_obs_dim), dtype=np.float32)
-
-    def _env_act_dim(self, act_dim: int) -> int:
-        return act_dim + MPE_MOVE_DIMS - MOVE_DIMS if self._is_mpe else act_dim
-
-    def _check_installed_env(self, env) -> None:
-        """Fail early, with a clear message, if the installed package's spaces differ from the spec."""
-        spec = self.spec
-        agents = spec.team + spec.opponents
-        expected = {
-            agent: ((obs_dim,), (self._env_act_dim(act_dim),))
-            for agent, obs_dim, act_dim in zip(
-                agents, spec.obs_dims + spec.opponent_obs_dims, spec.act_dims + spec.opponent_act_dims, strict=True
-            )
-        }
-        found = {
-            agent: (env.observation_space(agent).shape, env.action_space(agent).shape) for agent in env.possible_agents
-        }
-        if found != expected:
-            raise RuntimeError(
-                f"the installed {spec.name!r} environment has agents (observation, action shapes) {found}, "
-                f"expected {expected}; check the mpe2 / gymnasium-robotics versions"
-            )
-
-    def _padded_obs(self, obs_by_agent: dict, agents, obs_dims, width: int) -> np.ndarray:
-        # obs_by_agent: one copy's observations -> [len(agents), width] float32, zero-padded
-        padded = np.zeros((len(agents), width), dtype=np.float32)
-        for i, (agent, obs_dim) in enumerate(zip(agents, obs_dims, strict=True)):
-            padded[i, :obs_dim] = obs_by_agent[agent]
-        return padded
-
-    def _observe(self, e: int, obs_by_agent: dict) -> np.ndarray:
-        """Store copy ``e``'s opponent observations and return its team observations ``[n, obs_dim]``."""
-        spec = self.spec
-        self._opponent_obs[e] = self._padded_obs(
-            obs_by_agent, spec.opponents, spec.opponent_obs_dims, spec.opponent_obs_dim
-        )
-        return self._padded_obs(obs_by_agent, spec.team, spec.obs_dims, spec.obs_dim)
-
-    def _state(self, env, obs_by_agent: dict) -> np.ndarray:
-        """``env.state()``; for MPE built from the observations already at hand.
-
-        mpe2's ``state()`` is the concatenation of every agent's observation in ``possible_agents``
-        order, recomputing them; reusing them makes World's steps about 1.4x faster.
-        """
-        if self._is_mpe:
-            return np.concatenate([obs_by_agent[agent] for agent in env.possible_agents])
-        return env.state()
+        self._opponent_obs = np.zeros((self.n_envs, self.spec.n_opponents, self.spec.opponent_obs_dim), np.float32)
 
     def reset(self, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Start a new episode in every copy.
@@ -416,35 +408,25 @@ class TeamEnv:
         obs : ndarray, shape [E, n, obs_dim], float32
             Team observations, zero-padded.
         state : ndarray, shape [E, state_dim], float32
-            Global states ``env.state()``.
+            Global states.
         """
-        obs = np.empty((self.n_envs, self.spec.n_agents, self.spec.obs_dim), dtype=np.float32)
-        state = np.empty((self.n_envs, self.spec.state_dim), dtype=np.float32)
-        for e, env in enumerate(self._envs):
-            if seed is not None:
-                copy_seed = seed + e
-            else:
-                copy_seed = self.seed + e if self._first_reset else None
-            obs_by_agent, _ = env.reset(seed=copy_seed)
-            obs[e] = self._observe(e, obs_by_agent)
-            state[e] = self._state(env, obs_by_agent)
+        if seed is not None:
+            seeds = [seed + e for e in range(self.n_envs)]
+        else:
+            seeds = [self.seed + e if self._first_reset else None for e in range(self.n_envs)]
+        obs, self._opponent_obs, state = self._backend.reset(seeds)
         self._first_reset = False
         self._needs_reset = False
         return obs, state
 
-    def _env_actions(self, actions: np.ndarray) -> np.ndarray:
-        # [E, k, d] in [-1, 1] -> the environment's action layout [E, k, d'] (per agent, a prefix is used)
-        return _mpe_actions(actions) if self._is_mpe else actions
-
-    def _opponent_env_actions(self) -> np.ndarray:
-        # the opponents' actions [E, m, d'] in the environment's layout ([E, 0, 0] without opponents)
+    def _opponent_actions(self) -> np.ndarray:
+        # the opponents' actions [E, m, d'] ([E, 0, 0] without opponents)
+        spec = self.spec
         if self._opponent is None:
             return np.empty((self.n_envs, 0, 0), dtype=np.float32)
-        spec = self.spec
         # a copy, so that an opponent keeping or editing its input cannot change the next step's input
         actions = self._opponent(self._opponent_obs.copy())
-        expected_shape = (self.n_envs, spec.n_opponents, spec.opponent_act_dim)
-        return self._env_actions(_checked_actions(actions, expected_shape, "opponent actions"))
+        return _checked_actions(actions, (self.n_envs, spec.n_opponents, spec.opponent_act_dim), "opponent actions")
 
     def step(self, actions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Advance every copy by one step.
@@ -465,27 +447,9 @@ class TeamEnv:
         spec = self.spec
         if self._needs_reset:
             raise RuntimeError("call reset() before step(), and again after an episode ends")
-        team_actions = self._env_actions(
-            _checked_actions(actions, (self.n_envs, spec.n_agents, spec.act_dim), "actions")
+        team_actions = _checked_actions(actions, (self.n_envs, spec.n_agents, spec.act_dim), "actions")
+        obs, self._opponent_obs, state, reward, terminated, truncated = self._backend.step(
+            team_actions, self._opponent_actions()
         )
-        opponent_actions = self._opponent_env_actions()
-        obs = np.empty((self.n_envs, spec.n_agents, spec.obs_dim), dtype=np.float32)
-        state = np.empty((self.n_envs, spec.state_dim), dtype=np.float32)
-        reward = np.empty(self.n_envs, dtype=np.float32)
-        terminated = np.empty(self.n_envs, dtype=bool)
-        truncated = np.empty(self.n_envs, dtype=bool)
-        for e, env in enumerate(self._envs):
-            joint_action = {
-                agent: team_actions[e, i, : self._env_act_dim(act_dim)]
-                for i, (agent, act_dim) in enumerate(zip(spec.team, spec.act_dims, strict=True))
-            }
-            for j, (agent, act_dim) in enumerate(zip(spec.opponents, spec.opponent_act_dims, strict=True)):
-                joint_action[agent] = opponent_actions[e, j, : self._env_act_dim(act_dim)]
-            obs_by_agent, rewards, terminations, truncations, _ = env.step(joint_action)
-            obs[e] = self._observe(e, obs_by_agent)
-            state[e] = self._state(env, obs_by_agent)
-            reward[e] = np.mean([rewards[agent] for agent in spec.team])
-            terminated[e] = any(terminations[agent] for agent in spec.team)
-            truncated[e] = any(truncations[agent] for agent in spec.team)
         self._needs_reset = bool((terminated | truncated).any())
         return obs, state, reward, terminated, truncated

@@ -1,34 +1,19 @@
-"""TeamEnv against mpe2 and MaMuJoCo driven directly, plus shapes, episode ends, seeding and bad input."""
+"""TeamEnv against the original scenarios and MaMuJoCo driven directly; shapes, episode ends, seeding, bad input."""
 
 import numpy as np
 import pytest
 from gymnasium_robotics import mamujoco_v1
-from mpe2 import simple_spread_v3, simple_tag_v3, simple_world_comm_v3
-from pettingzoo.utils.env_logger import EnvLogger
 
 from deep.envs import TASKS, TeamEnv, task_spec, uniform_opponent
+from deep.particles import SCENARIOS, ParticleCopies
 
 MPE_TASKS = ("cn", "pp", "world")
 
 
 def raw_env(task):
-    """The task's pettingzoo environment, built here independently of deep.envs."""
-    if task == "cn":
-        return simple_spread_v3.parallel_env(N=3, continuous_actions=True, max_cycles=25)
-    if task == "pp":
-        return simple_tag_v3.parallel_env(
-            num_good=1, num_adversaries=3, num_obstacles=2, continuous_actions=True, max_cycles=25
-        )
-    if task == "world":
-        return simple_world_comm_v3.parallel_env(continuous_actions=True, max_cycles=25)
+    """HalfCheetah's pettingzoo environment, built here independently of deep.envs."""
+    assert task == "halfcheetah"
     return mamujoco_v1.parallel_env("HalfCheetah", "2x3")
-
-
-def mpe2_action(action, act_dim):
-    """The documented mapping, written out: (x, y, say...) in [-1, 1] -> mpe2's [0, 1] action."""
-    x, y, *say = np.clip(action[:act_dim], -1.0, 1.0)
-    move = [0.0, max(-x, 0.0), max(x, 0.0), max(-y, 0.0), max(y, 0.0)]
-    return np.array(move + [(s + 1.0) / 2.0 for s in say], dtype=np.float32)
 
 
 def random_actions(rng, env, low=-1.0, high=1.0):
@@ -68,28 +53,17 @@ def test_unknown_task_raises():
         TeamEnv("HalfCheetah")
 
 
-@pytest.mark.parametrize("task", TASKS)
-def test_spec_matches_the_installed_environment(task):
-    spec = task_spec(task)
-    env = raw_env(task)
-    env.reset(seed=0)
-    assert set(env.possible_agents) == set(spec.team + spec.opponents)
-    for agent, obs_dim, act_dim in zip(spec.team, spec.obs_dims, spec.act_dims, strict=True):
-        assert env.observation_space(agent).shape == (obs_dim,)
-        # mpe2 spends 5 entries on moving (2 dims of the team action) and keeps the "say" entries
-        assert env.action_space(agent).shape == ((act_dim + 3,) if task in MPE_TASKS else (act_dim,))
-    for agent, obs_dim in zip(spec.opponents, spec.opponent_obs_dims, strict=True):
-        assert env.observation_space(agent).shape == (obs_dim,)
-        assert env.action_space(agent).shape == (5,)
-    assert env.state().shape == (spec.state_dim,)
-    assert spec.episode_length == (1000 if task == "halfcheetah" else 25)
-
-
-def test_world_defaults_are_the_leader_three_adversaries_and_two_good_agents():
-    spec = task_spec("world")
-    assert raw_env("world").possible_agents == list(spec.team + spec.opponents)
-    assert spec.team[0] == "leadadversary_0" and spec.act_dims == (6, 2, 2, 2) and spec.act_dim == 6
-    assert spec.opponents == ("agent_0", "agent_1")
+def test_specs_are_the_original_scenarios():
+    """Team sizes and dimensions of OMAR's simple_spread, simple_tag, simple_world; the state is the team's obs."""
+    for task in MPE_TASKS:
+        spec, scenario = task_spec(task), SCENARIOS[task]()
+        assert spec.obs_dims == tuple(scenario.obs_dims[i] for i in scenario.team)
+        assert spec.opponent_obs_dims == tuple(scenario.obs_dims[i] for i in scenario.opponents)
+        assert spec.act_dims == (2,) * spec.n_agents and spec.state_dim == sum(spec.obs_dims)
+        assert spec.episode_length == 25
+    assert [task_spec(t).obs_dims for t in MPE_TASKS] == [(18,) * 3, (16,) * 3, (24,) * 3]
+    assert task_spec("pp").opponent_obs_dims == (14,) and task_spec("world").opponent_obs_dims == (22,)
+    assert task_spec("halfcheetah").episode_length == 1000
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -110,35 +84,36 @@ def test_shapes_dtypes_and_finite_values(task):
 
 
 @pytest.mark.parametrize("task", MPE_TASKS)
-def test_mpe_adapter_equals_mpe2_driven_directly_with_the_mapped_actions(task):
-    """Two copies over two episodes (the second reset is unseeded) against two raw envs seeded 7 and 8."""
-    spec = task_spec(task)
+def test_mpe_adapter_equals_the_scenario_driven_directly(task):
+    """Two copies over two episodes (the second reset unseeded) against ParticleCopies seeded 7 and 8: padded
+    team observations, the state as the team's observations, the mean team reward, the opponents' actions."""
+    spec, scenario = task_spec(task), SCENARIOS[task]()
     opponent = RecordingOpponent(spec, seed=1) if spec.opponents else None
     env = TeamEnv(task, n_envs=2, seed=7, opponent=opponent)
-    raws = [raw_env(task) for _ in range(2)]
+    raw = ParticleCopies(scenario, n_envs=2)
     rng = np.random.default_rng(0)
+
+    def check(obs, state, raw_obs):
+        for i, agent in enumerate(scenario.team):
+            np.testing.assert_array_equal(obs[:, i, : spec.obs_dims[i]], raw_obs[agent].astype(np.float32))
+        team_obs = np.concatenate([raw_obs[i] for i in scenario.team], -1)
+        np.testing.assert_array_equal(state, team_obs.astype(np.float32))
+
     for episode in range(2):
         obs, state = env.reset()
-        for e, raw in enumerate(raws):
-            raw_obs, _ = raw.reset(seed=7 + e if episode == 0 else None)
-            for i, agent in enumerate(spec.team):
-                np.testing.assert_array_equal(obs[e, i], raw_obs[agent])
-            np.testing.assert_array_equal(state[e], raw.state())
+        check(obs, state, raw.reset([7, 8] if episode == 0 else [None, None]))
         for _ in range(25):
-            actions = random_actions(rng, env, -1.3, 1.3)  # out-of-range values are clipped on both sides
+            actions = random_actions(rng, env, -1.3, 1.3)  # out-of-range values are clipped
             obs, state, reward, terminated, truncated = env.step(actions)
-            for e, raw in enumerate(raws):
-                joint = {agent: mpe2_action(actions[e, i], spec.act_dims[i]) for i, agent in enumerate(spec.team)}
-                for j, agent in enumerate(spec.opponents):
-                    joint[agent] = mpe2_action(opponent.history[-1][e, j], spec.opponent_act_dims[j])
-                raw_obs, raw_rewards, raw_terminations, raw_truncations, _ = raw.step(joint)
-                for i, agent in enumerate(spec.team):
-                    np.testing.assert_array_equal(obs[e, i], raw_obs[agent])
-                np.testing.assert_array_equal(state[e], raw.state())
-                assert reward[e] == np.float32(np.mean([raw_rewards[agent] for agent in spec.team]))
-                assert terminated[e] == raw_terminations[spec.team[0]]
-                assert truncated[e] == raw_truncations[spec.team[0]]
-        assert truncated.all() and not terminated.any()
+            joint = np.zeros((2, scenario.bodies.n_agents, 2))
+            joint[:, list(scenario.team)] = np.clip(actions, -1, 1)
+            if opponent is not None:
+                joint[:, list(scenario.opponents)] = np.clip(opponent.history[-1], -1, 1).astype(np.float32)
+            raw_obs, raw_rewards = raw.step(joint)
+            check(obs, state, raw_obs)
+            np.testing.assert_array_equal(reward, raw_rewards[:, list(scenario.team)].mean(axis=1).astype(np.float32))
+            assert not terminated.any()
+        assert truncated.all()
 
 
 def test_halfcheetah_adapter_equals_mamujoco_driven_directly():
@@ -159,34 +134,26 @@ def test_halfcheetah_adapter_equals_mamujoco_driven_directly():
 
 
 def test_move_action_pushes_in_its_own_direction():
-    """From rest, one step gives velocity dt * sensitivity * (x, y) = 0.1 * 5 * (x, y) for CN agents."""
-    env = TeamEnv("cn", n_envs=2, seed=0)
-    env.reset()
+    """From rest and out of contact, one step gives velocity dt * 5 * (x, y) = 0.5 (x, y) for CN agents."""
+    env = TeamEnv("cn", n_envs=1, seed=0)
+    obs, _ = env.reset()
+    positions = obs[0, :, 2:4]
+    assert min(np.linalg.norm(positions[i] - positions[j]) for i in range(3) for j in range(i)) > 0.4
     actions = random_actions(np.random.default_rng(1), env)
     obs, *_ = env.step(actions)
     np.testing.assert_allclose(obs[:, :, :2], 0.5 * actions, atol=1e-6)  # obs starts with the own velocity
 
 
-def test_world_leader_say_entries_reach_the_adversaries():
-    """The leader's say s in [-1, 1]^4 is broadcast as (s + 1) / 2: the last 4 entries of each adversary's obs."""
-    env = TeamEnv("world", n_envs=2, seed=0)
-    env.reset()
-    actions = random_actions(np.random.default_rng(1), env)
+def test_predators_push_with_accel_squared_and_stop_at_their_max_speed():
+    """simple_tag's predators: accel 3 applied twice, so v = 0.1 * 9 u from rest, then at most speed 1."""
+    env = TeamEnv("pp", n_envs=1, seed=3, opponent=lambda obs: np.zeros((1, 1, 2)))
+    obs, _ = env.reset()
+    positions = obs[0, :, 2:4]
+    assert min(np.linalg.norm(positions[i] - positions[j]) for i in range(3) for j in range(i)) > 0.2
+    actions = np.array([[[0.5, 0.0], [0.0, -0.5], [1.0, 1.0]]], dtype=np.float32)
     obs, *_ = env.step(actions)
-    for adversary in range(1, 4):
-        np.testing.assert_allclose(obs[:, adversary, -4:], (actions[:, 0, 2:6] + 1) / 2, rtol=1e-6)
-
-
-def test_padded_action_entries_are_ignored():
-    rng = np.random.default_rng(0)
-    first, second = TeamEnv("world", n_envs=2, seed=0), TeamEnv("world", n_envs=2, seed=0)
-    first.reset(), second.reset()
-    for _ in range(5):
-        actions = random_actions(rng, first)
-        scrambled = actions.copy()
-        scrambled[:, 1:, 2:] = rng.uniform(-1, 1, size=scrambled[:, 1:, 2:].shape)  # the adversaries' padding
-        for a, b in zip(first.step(actions), second.step(scrambled), strict=True):
-            np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(obs[0, :2, :2], [[0.45, 0.0], [0.0, -0.45]], atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(obs[0, 2, :2]), 1.0, atol=1e-6)
 
 
 @pytest.mark.parametrize("task", ["cn", "halfcheetah"])
@@ -194,26 +161,26 @@ def test_out_of_range_actions_are_clipped_to_the_unit_box(task):
     rng = np.random.default_rng(0)
     first, second = TeamEnv(task, seed=0), TeamEnv(task, seed=0)
     first.reset(), second.reset()
-    warnings_before = len(EnvLogger.mqueue)
     actions = 3.0 * random_actions(rng, first)
     for a, b in zip(first.step(actions), second.step(np.clip(actions, -1, 1)), strict=True):
         np.testing.assert_array_equal(a, b)
-    assert len(EnvLogger.mqueue) == warnings_before  # pettingzoo never had to clip (and log) anything
 
 
-def test_team_reward_is_shared_in_pp_and_differs_by_collisions_only_in_cn():
+def test_predators_share_their_reward_and_cn_agents_differ_by_their_collisions_only():
+    """What makes the team reward (the mean) CFCQL's evaluated return in all three MPE tasks."""
     rng = np.random.default_rng(0)
-    for task in ("pp", "cn"):
-        spec, raw = task_spec(task), raw_env(task)
-        raw.reset(seed=0)
-        while raw.agents:
-            _, rewards, _, _, _ = raw.step({agent: rng.uniform(0, 1, 5).astype(np.float32) for agent in raw.agents})
-            team_rewards = np.array([rewards[agent] for agent in spec.team])
-            if task == "pp":
-                assert (team_rewards == team_rewards[0]).all()
-            else:  # agent i gets 0.5 * global - 0.5 * (its collisions)
-                gaps = 2 * (team_rewards - team_rewards[0])
+    for task in MPE_TASKS:
+        scenario = SCENARIOS[task]()
+        copies = ParticleCopies(scenario, n_envs=64)
+        copies.reset(list(range(64)))
+        for _ in range(25):
+            _, rewards = copies.step(rng.uniform(-1, 1, size=(64, scenario.bodies.n_agents, 2)))
+            team = rewards[:, list(scenario.team)]
+            if task == "cn":  # agent i gets coverage - 5 * (its collisions)
+                gaps = (team - team[:, :1]) / 5
                 np.testing.assert_allclose(gaps, np.round(gaps), atol=1e-9)
+            else:
+                assert (team == team[:, :1]).all()
 
 
 @pytest.mark.parametrize("task", MPE_TASKS)
@@ -288,7 +255,7 @@ def test_uniform_opponent_is_seeded_and_in_the_unit_box():
     spec = task_spec("world")
     obs = np.zeros((4, spec.n_opponents, spec.opponent_obs_dim), dtype=np.float32)
     actions = uniform_opponent(spec, 3)(obs)
-    assert actions.shape == (4, 2, 2) and actions.dtype == np.float32 and np.abs(actions).max() <= 1
+    assert actions.shape == (4, 1, 2) and actions.dtype == np.float32 and np.abs(actions).max() <= 1
     np.testing.assert_array_equal(actions, uniform_opponent(spec, 3)(obs))
     assert not np.array_equal(actions, uniform_opponent(spec, 4)(obs))
     assert not np.allclose(actions.ravel(), np.random.default_rng(3).uniform(-1, 1, actions.size))
@@ -316,10 +283,10 @@ def test_opponent_side_tasks_swap_team_and_opponents(task, benchmark_task):
     spec, mirrored = task_spec(task), task_spec(benchmark_task)
     assert task in OPPONENT_TASKS and opponent_task(task) == benchmark_task and opponent_task(benchmark_task) == task
     assert (spec.team, spec.opponents) == (mirrored.opponents, mirrored.team)
-    assert spec.environment == benchmark_task and spec.state_dim == mirrored.state_dim
+    assert spec.environment == benchmark_task and spec.state_dim == sum(mirrored.opponent_obs_dims)
     env = TeamEnv(task, n_envs=2, seed=1)
     obs, state = env.reset()
-    assert obs.shape == (2, spec.n_agents, spec.obs_dim) and state.shape == (2, mirrored.state_dim)
+    assert obs.shape == (2, spec.n_agents, spec.obs_dim) and state.shape == (2, spec.state_dim)
     _, _, reward, _, truncated = env.step(np.zeros((2, spec.n_agents, spec.act_dim), dtype=np.float32))
     assert reward.shape == (2,) and not truncated.any()
     with pytest.raises(ValueError, match="has no opponents"):

@@ -8,7 +8,7 @@ from deep.evaluation import evaluation_report, team_returns, uniform_policy
 def test_team_returns_sum_each_episodes_rewards_and_are_seeded():
     first = team_returns("cn", uniform_policy("cn", 1), episodes=3, seed=4)
     second = team_returns("cn", uniform_policy("cn", 1), episodes=3, seed=4)
-    assert first.shape == (3,) and np.array_equal(first, second) and np.all(first < 0)  # CN rewards are distances
+    assert first.shape == (3,) and np.array_equal(first, second) and np.all(first > 0)  # coverage terms are positive
 
 
 def test_report_normalizes_with_the_reference_returns():
