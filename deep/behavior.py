@@ -1,20 +1,26 @@
 """Behavior policies of the offline datasets: train, measure reference returns, pick expert and medium.
 
-    python -m deep.behavior --task cn --total-steps 300000
+    python -m deep.behavior --matd3.task cn --matd3.total-steps 1000000
 
-The recipe of the original benchmark (D4RL style, OMAR/CFCQL datasets):
+The recipe of the original benchmark (OMAR, Pan et al. 2022, section 5: "random" rolls out a
+randomly initialized policy, "medium" / "expert" a partially / fully trained MATD3 policy, each with
+exploration noise, D4RL style; "medium-replay" is the replay buffer up to the medium policy):
 
 1. Train MATD3 (:mod:`deep.matd3`), evaluating the deterministic team every ``eval_every``
    transitions and keeping each evaluated actor.
-2. Reference returns, each the mean team return over ``reference_episodes`` episodes:
-   ``R_random`` of uniform random actions in [-1, 1], ``R_expert`` of the final actor (deterministic).
-   The normalized score is ``100 (R - R_random) / (R_expert - R_random)``.
-3. Expert = the final actor. Medium = the evaluated actor whose re-measured normalized score is
-   closest to 50 ("about half of the expert's return").
-4. Written to ``deep/behavior/<task>/``: ``expert.pt`` and ``medium.pt`` (actor weights, loaded with
-   ``weights_only=True``) and ``behavior.json`` (training config, reference returns and how they were
-   measured, the medium step, the wall time). Training is seeded and deterministic on the CPU, so the
-   medium-replay dataset regenerates by re-running the same training up to the medium step.
+2. Random = the MATD3 actor as initialized (seeded by the run's seed, before any update).
+   Expert = the final actor. Medium = the evaluated actor whose normalized score is closest to 50
+   ("about half of the expert's return").
+3. Reference returns, each the mean team return over ``reference_episodes`` episodes of a dataset's
+   behavior, i.e. the actor with the datasets' Gaussian exploration noise (std ``exploration_noise``,
+   clipped to [-1, 1]): ``R_random`` of random.pt, ``R_expert`` of expert.pt. The normalized score is
+   ``100 (R - R_random) / (R_expert - R_random)``: the original papers normalize by their random and
+   expert datasets' average returns (OMAR's and CFCQL's dataset scores), which these are in expectation.
+4. Written to ``deep/behavior/<task>/``: ``random.pt``, ``expert.pt`` and ``medium.pt`` (actor
+   weights, loaded with ``weights_only=True``) and ``behavior.json`` (training config, reference
+   returns and how they were measured, the medium step, the wall time). Training is seeded and
+   deterministic on the CPU, so the medium-replay dataset regenerates by re-running the same training
+   up to the medium step.
 
 For pp and world the training and every measurement play the shipped fixed opponent
 (``deep/behavior/<task>/opponent.pt``, :mod:`deep.opponents`); train it first.
@@ -29,12 +35,15 @@ from pathlib import Path
 
 import tyro
 
-from ._files import file_sha256, write_atomically
+from ._files import file_sha256, save_atomically, write_atomically
 from .datasets import normalized_score
 from .envs import task_spec
-from .evaluation import deterministic_policy, load_actor, team_returns, uniform_policy
-from .matd3 import MATD3Config, train
+from .evaluation import deterministic_policy, load_actor, noisy_policy, team_returns
+from .matd3 import MATD3, MATD3Config, train
 from .opponents import BEHAVIOR_DIR, OPPONENT_FILE, load_opponent, opponent_record
+
+_EVAL_SEED = 20_000_003
+"""Plus the training seed: the environment seed of every reference measurement."""
 
 
 @dataclass
@@ -45,8 +54,12 @@ class BehaviorConfig:
     """The MATD3 run (its out_dir holds the run's checkpoints and snapshots; resumable)."""
     reference_episodes: int = 100
     """Episodes per reference-return measurement (random, expert, each medium candidate)."""
+    exploration_noise: float = 0.1
+    """Std of the Gaussian action noise of the datasets' behavior, with which every return here is measured."""
     behavior_dir: str = str(BEHAVIOR_DIR)
-    """Where <task>/expert.pt, medium.pt and behavior.json are written."""
+    """Where <task>/random.pt, expert.pt, medium.pt and behavior.json are written."""
+    remeasure: bool = False
+    """Do not train: re-measure the shipped actors of the task by this recipe (see remeasure_shipped)."""
 
 
 def build_behavior(config: BehaviorConfig, progress: bool = True) -> dict:
@@ -56,40 +69,32 @@ def build_behavior(config: BehaviorConfig, progress: bool = True) -> dict:
     result = train(run, progress=progress)
     task, out_dir = run.task, Path(run.out_dir)
     opponent = load_opponent(task, config.behavior_dir)
-    eval_seed = 20_000_003 + run.seed
-
-    def returns_of(policy):
-        return team_returns(task, policy, config.reference_episodes, eval_seed, opponent=opponent)
-
-    random_returns = returns_of(uniform_policy(task, eval_seed))
-    expert_returns = returns_of(deterministic_policy(load_actor(out_dir / "actor.pt", task, run.hidden)))
+    returns_of = _measurement(config, task, run.seed, opponent)
+    save_atomically(initial_actor(run).state_dict(), out_dir / "random.pt")
+    random_returns = returns_of(load_actor(out_dir / "random.pt", task, run.hidden))
+    expert_returns = returns_of(load_actor(out_dir / "actor.pt", task, run.hidden))
     reference = {"random": float(random_returns.mean()), "expert": float(expert_returns.mean())}
 
     candidates = []
     for snapshot in sorted((out_dir / "snapshots").glob("actor_*.pt")):
-        returns = returns_of(deterministic_policy(load_actor(snapshot, task, run.hidden)))
-        score = float(normalized_score(returns.mean(), reference))
+        score = float(normalized_score(returns_of(load_actor(snapshot, task, run.hidden)).mean(), reference))
         candidates.append((abs(score - 50.0), snapshot, score))
     _, medium_snapshot, medium_score = min(candidates)
     medium_steps = int(medium_snapshot.stem.split("_")[1])
 
     target = Path(config.behavior_dir) / task
     target.mkdir(parents=True, exist_ok=True)
-    for source, name in ((out_dir / "actor.pt", "expert.pt"), (medium_snapshot, "medium.pt")):
+    shipped = {"random.pt": out_dir / "random.pt", "expert.pt": out_dir / "actor.pt", "medium.pt": medium_snapshot}
+    for name, source in shipped.items():
         write_atomically(target / name, lambda temporary, source=source: temporary.write_bytes(source.read_bytes()))
     record = {
         "task": task,
         # the opponent's path is stored relative to <behavior_dir>/<task>/ so the record travels with the files
         "matd3_config": asdict(run) | {"resume": False, "opponent_actor": run.opponent_actor and OPPONENT_FILE},
         "opponent": None if opponent is None else {"file": OPPONENT_FILE, "sha256": file_sha256(run.opponent_actor)},
-        "reference_returns": reference
-        | {
-            "how": (
-                f"mean team return over {config.reference_episodes} episodes of TeamEnv('{task}', seed={eval_seed}); "
-                "random: uniform actions in [-1, 1]; expert: expert.pt, deterministic"
-                + ("" if opponent is None else f"; opponents: the shipped {OPPONENT_FILE}, deterministic")
-            )
-        },
+        "reference_returns": reference | {"how": _how(config, task, run.seed, opponent)},
+        "exploration_noise": config.exploration_noise,
+        "random": {"steps": 0, "sha256": file_sha256(target / "random.pt")},
         "expert": {"steps": result["steps"], "sha256": file_sha256(target / "expert.pt")},
         "medium": {
             "steps": medium_steps,
@@ -101,6 +106,65 @@ def build_behavior(config: BehaviorConfig, progress: bool = True) -> dict:
     text = json.dumps(record, indent=1) + "\n"
     write_atomically(target / "behavior.json", lambda temporary: temporary.write_text(text))
     return record
+
+
+def remeasure_shipped(config: BehaviorConfig) -> dict:
+    """Re-measure the shipped actors of ``config.matd3.task`` by the recipe without training again.
+
+    For behavior policies trained before ``random.pt`` and the noisy measurements were part of the
+    recipe: writes ``random.pt`` (the recorded training run's initial actor) and replaces the
+    reference returns and the medium's normalized score in ``behavior.json``; ``expert.pt`` and
+    ``medium.pt`` are kept, and so is the medium step (the snapshots it was chosen from are not kept).
+    """
+    task = config.matd3.task
+    target = Path(config.behavior_dir) / task
+    record = read_behavior(task, config.behavior_dir)
+    run = MATD3Config(**record["matd3_config"])
+    opponent = load_opponent(task, config.behavior_dir)
+    returns_of = _measurement(config, task, run.seed, opponent)
+    save_atomically(initial_actor(run).state_dict(), target / "random.pt")
+    reference = {
+        quality: float(returns_of(load_actor(target / f"{quality}.pt", task, run.hidden)).mean())
+        for quality in ("random", "expert")
+    }
+    medium_score = float(
+        normalized_score(returns_of(load_actor(target / "medium.pt", task, run.hidden)).mean(), reference)
+    )
+    record |= {
+        "reference_returns": reference | {"how": _how(config, task, run.seed, opponent)},
+        "exploration_noise": config.exploration_noise,
+        "random": {"steps": 0, "sha256": file_sha256(target / "random.pt")},
+        "medium": record["medium"] | {"normalized_score": medium_score},
+    }
+    text = json.dumps(record, indent=1) + "\n"
+    write_atomically(target / "behavior.json", lambda temporary: temporary.write_text(text))
+    return record
+
+
+def _measurement(config: BehaviorConfig, task: str, seed: int, opponent):
+    """``returns_of(actors)``: team returns of the actors with the datasets' noise, over the reference episodes."""
+    spec = task_spec(task)
+
+    def returns_of(actors):
+        act_shape = (spec.n_agents, spec.act_dim)
+        behavior = noisy_policy(deterministic_policy(actors), config.exploration_noise, act_shape, 0)
+        return team_returns(task, behavior, config.reference_episodes, _EVAL_SEED + seed, opponent=opponent)
+
+    return returns_of
+
+
+def _how(config: BehaviorConfig, task: str, seed: int, opponent) -> str:
+    return (
+        f"mean team return over {config.reference_episodes} episodes of TeamEnv('{task}', seed={_EVAL_SEED + seed}) "
+        f"of random.pt / expert.pt with Gaussian action noise std {config.exploration_noise} (seed 0), "
+        "clipped to [-1, 1]" + ("" if opponent is None else f"; opponents: the shipped {OPPONENT_FILE}, deterministic")
+    )
+
+
+def initial_actor(run: MATD3Config):
+    """The actors of ``run`` as MATD3 initializes them (seeded by ``run.seed``): the Random quality's policy."""
+    spec = task_spec(run.task)
+    return MATD3(replace(run, device="cpu"), spec.n_agents, spec.obs_dim, spec.act_dim, spec.state_dim, "cpu").actors
 
 
 def with_shipped_opponent(run: MATD3Config, behavior_dir=BEHAVIOR_DIR) -> MATD3Config:
@@ -150,4 +214,5 @@ def medium_replay_config(record: dict, out_dir, behavior_dir=BEHAVIOR_DIR) -> MA
 
 
 if __name__ == "__main__":
-    build_behavior(tyro.cli(BehaviorConfig))
+    behavior_config = tyro.cli(BehaviorConfig)
+    (remeasure_shipped if behavior_config.remeasure else build_behavior)(behavior_config)

@@ -44,6 +44,20 @@ def deterministic_policy(actors: torch.nn.Module):
     return act
 
 
+def noisy_policy(policy, noise: float, act_shape: tuple[int, int], seed: int):
+    """``clip(policy(o) + N(0, noise^2), -1, 1)`` with its own seeded generator (the datasets' behavior).
+
+    ``act_shape`` is ``(n, act_dim)``; noise is added to the padded entries too (they are ignored).
+    """
+    rng = np.random.default_rng(seed)
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        actions = policy(obs) + rng.normal(scale=noise, size=(len(obs), *act_shape))
+        return np.clip(actions, -1.0, 1.0).astype(np.float32)
+
+    return act
+
+
 def evaluation_report(returns: np.ndarray, reference: dict | None = None) -> dict:
     """Mean and std of the team returns and, with reference returns ``{random, expert}``, of the normalized score."""
     from .datasets import normalized_score

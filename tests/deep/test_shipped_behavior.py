@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from deep._files import file_sha256
-from deep.behavior import load_actor, read_behavior
+from deep.behavior import initial_actor, load_actor, read_behavior
 from deep.datasets import normalized_score
 from deep.envs import task_spec
-from deep.evaluation import deterministic_policy, team_returns
+from deep.evaluation import deterministic_policy, noisy_policy, team_returns
+from deep.matd3 import MATD3Config
 from deep.opponents import BEHAVIOR_DIR, load_opponent
 
 SHIPPED = sorted(path.parent.name for path in BEHAVIOR_DIR.glob("*/behavior.json"))
@@ -23,7 +24,8 @@ def recorded_measurement(record: dict) -> tuple[int, int]:
 
 @pytest.mark.parametrize("task", SHIPPED)
 def test_shipped_policies_match_their_hashes_and_scores(task):
-    """Replaying the recorded measurement (its episodes and seed) gives the recorded score within its error.
+    """Replaying the recorded measurement (its episodes and seed, the datasets' action noise) gives the recorded
+    score of random (0), medium and expert (100) within its error.
 
     Episodes are deterministic given the seed on one machine. On another CPU the rounding of MuJoCo
     and torch differs, and HalfCheetah's chaotic dynamics turn that into different episodes (the
@@ -39,10 +41,12 @@ def test_shipped_policies_match_their_hashes_and_scores(task):
     hidden = record["matd3_config"]["hidden"]
     episodes, seed = recorded_measurement(record)
     opponent = load_opponent(task)
-    for quality, expected in (("expert", 100.0), ("medium", record["medium"]["normalized_score"])):
+    spec = task_spec(task)
+    for quality, expected in (("random", 0.0), ("expert", 100.0), ("medium", record["medium"]["normalized_score"])):
         path = BEHAVIOR_DIR / task / f"{quality}.pt"
         assert file_sha256(path) == record[quality]["sha256"]
-        policy = deterministic_policy(load_actor(path, task, hidden))
+        actor = deterministic_policy(load_actor(path, task, hidden))
+        policy = noisy_policy(actor, record["exploration_noise"], (spec.n_agents, spec.act_dim), 0)
         returns = team_returns(task, policy, episodes, seed=seed, opponent=opponent)
         reference = record["reference_returns"]
         score = float(normalized_score(returns.mean(), reference))
@@ -53,6 +57,16 @@ def test_shipped_policies_match_their_hashes_and_scores(task):
 
 def test_cn_policies_are_shipped():
     assert "cn" in SHIPPED
+
+
+@pytest.mark.parametrize("task", SHIPPED)
+def test_shipped_random_actor_is_the_recorded_runs_initial_actor(task):
+    """random.pt is MATD3's actor before any update, rebuilt from the recorded training config and seed."""
+    record = read_behavior(task)
+    shipped = load_actor(BEHAVIOR_DIR / task / "random.pt", task, record["matd3_config"]["hidden"]).state_dict()
+    rebuilt = initial_actor(MATD3Config(**record["matd3_config"])).state_dict()
+    assert shipped.keys() == rebuilt.keys()
+    assert all(np.array_equal(shipped[name].numpy(), rebuilt[name].numpy()) for name in shipped)
 
 
 @pytest.mark.parametrize("task", ["pp", "world"])
