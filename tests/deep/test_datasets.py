@@ -324,16 +324,40 @@ def test_import_omar_next_actions_follow_episode_order(tmp_path):
         expected = dataset.actions[t] if t in ends else dataset.actions[t + 1]
         np.testing.assert_array_equal(dataset.next_actions[t], expected)
     assert dataset.obs.shape == (75, 3, 16)  # the prey (agent 3) is not in the team ...
-    assert dataset.state.shape == (75, 3 * 16 + 14)  # ... but its observation is in the state
+    assert dataset.state.shape == (75, 3 * 16)  # ... nor in the state (CFCQL's critic input: the team's obs)
     # the synthetic files are continuous inside each stored 25/50-step trajectory only
     assert dataset.metadata["next_row_continuity"] == 1.0
 
 
+def test_import_omar_world_team_is_the_three_adversaries():
+    """simple_world: 3 adversaries (24) and the good agent (22); the team and its state are the adversaries'."""
+    folder = Path(tempfile.mkdtemp()) / "simple_world" / "medium" / "seed_0_data"
+    write_omar(folder, [25, 25], obs_dims=(24, 24, 24, 22), act_dim=2)
+    dataset = datasets.import_omar(folder.parents[2], "world", "medium", 0, folder.parents[2] / "w.npz")
+    assert dataset.obs.shape == (50, 3, 24) and dataset.state.shape == (50, 72)
+    np.testing.assert_array_equal(dataset.state[:, 48:], np.load(folder / "obs_2.npy").astype(np.float32))
+
+
+def test_import_omar_refuses_observations_of_another_task(tmp_path):
+    """The original HalfCheetah files (6-dim agent observations, agent_obsk=0) and mpe2-sized files are refused."""
+    write_omar(
+        tmp_path / "HalfCheetah-v2" / "random" / "seed_0_data", [1000], obs_dims=(6, 6), act_dim=3, states_dim=17
+    )
+    with pytest.raises(
+        ValueError, match=r"obs_0.npy: 6 features per row, but agent 0 of task 'halfcheetah' observes 12"
+    ):
+        datasets.import_omar(tmp_path, "halfcheetah", "random", 0, tmp_path / "hc.npz")
+    write_omar(tmp_path / "simple_spread" / "random" / "seed_0_data", [25], obs_dims=(18, 18, 18), act_dim=3)
+    with pytest.raises(ValueError, match=r"acs_0.npy: 3 action entries per row, but agent 0 of task 'cn' acts with 2"):
+        datasets.import_omar(tmp_path, "cn", "random", 0, tmp_path / "cn.npz")
+    assert not (tmp_path / "hc.npz").exists() and not (tmp_path / "cn.npz").exists()
+
+
 def test_import_omar_halfcheetah_uses_states(tmp_path):
     folder = tmp_path / "HalfCheetah-v2" / "random" / "seed_1_data"
-    write_omar(folder, [1000, 1000], obs_dims=(6, 6), act_dim=3, dones_at=[999, 1999], states_dim=17)
+    write_omar(folder, [1000, 1000], obs_dims=(12, 12), act_dim=3, dones_at=[999, 1999], states_dim=17)
     dataset = datasets.import_omar(tmp_path, "halfcheetah", "random", 1, tmp_path / "hc.npz")
-    assert dataset.obs.shape == (2000, 2, 6) and dataset.state.shape == (2000, 17)
+    assert dataset.obs.shape == (2000, 2, 12) and dataset.state.shape == (2000, 17)
     np.testing.assert_array_equal(dataset.next_state, np.load(folder / "next_states_0.npy").astype(np.float32))
     np.testing.assert_array_equal(np.flatnonzero(dataset.terminals), [999, 1999])
     assert not dataset.truncations.any() and dataset.n_episodes == 2
@@ -348,7 +372,7 @@ def test_import_omar_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="simple_world/expert/seed_0_data"):
         datasets.import_omar(tmp_path, "world", "expert", 0, tmp_path / "x.npz")
     folder = tmp_path / "HalfCheetah-v2" / "expert" / "seed_0_data"
-    write_omar(folder, [5], obs_dims=(6, 6), act_dim=3)
+    write_omar(folder, [5], obs_dims=(12, 12), act_dim=3)
     with pytest.raises(FileNotFoundError, match=r"states_0\.npy"):
         datasets.import_omar(tmp_path, "halfcheetah", "expert", 0, tmp_path / "x.npz")
     np.save(folder / "rews_1.npy", np.zeros(4))
