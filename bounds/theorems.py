@@ -34,9 +34,10 @@ from tabular import (
     state_occupancy,
     tv,
 )
-from tabular._validate import as_float_array, check_distributions, check_gamma
+from tabular._validate import as_float_array, check_distributions
 from tabular.backups import individual_backups
 from tabular.datasets import Dataset
+from tabular.validation import check_gamma
 
 from .lemmas import BoundCheck, _check_instance, agent_tvs
 

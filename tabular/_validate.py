@@ -1,4 +1,4 @@
-"""Input checks shared by the public functions: every error names the argument.
+"""Array, probability and memory checks shared by the public functions: every error names the argument.
 
 Memory: a public function that builds arrays whose size grows with the number of agents (the
 joint action space ``prod(A_i)``, the ``2^n`` subsets of agents) first estimates the bytes it
@@ -11,14 +11,12 @@ estimate exceeds :data:`MEMORY_LIMIT_BYTES`. On a machine with more memory, rais
 It is read at every call, so the new value applies at once. Arrays a caller builds and hands over
 (``DecMDP(P, R, d0, gamma)`` with a given ``P``) are not checked: they already exist.
 
-Sizes (``n_states``, ``action_sizes``, ...) are Python or numpy integers; a float is accepted only
-when it is integral (``3.0``), and booleans are refused (:func:`check_size`).
+Scalar settings (sizes, ``gamma``, ...) are checked by the shared rules of :mod:`tabular.validation`.
 """
 
 from __future__ import annotations
 
 import math
-import operator
 
 import numpy as np
 
@@ -83,26 +81,6 @@ def check_memory(name: str, lead: str, parts) -> None:
     )
 
 
-def check_size(name: str, value, minimum: int = 0) -> int:
-    """Return the size ``value`` as an ``int >= minimum``.
-
-    Integers (Python or numpy) are accepted, and floats only when integral (``3.0``); booleans,
-    non-integral floats (``2.5``), strings and the like are refused rather than truncated.
-    """
-    if isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name}: must be an integer, got the boolean {value!r}")
-    try:
-        size = operator.index(value)
-    except TypeError:
-        if isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer():
-            size = int(value)
-        else:
-            raise ValueError(f"{name}: must be an integer, got {value!r}") from None
-    if size < minimum:
-        raise ValueError(f"{name}: must be at least {minimum}, got {size}")
-    return size
-
-
 def as_float_array(name: str, value, ndim: int | None = None, min_ndim: int | None = None) -> np.ndarray:
     """Return a C-contiguous float64 copy of ``value``, refusing NaN/inf and wrong ranks.
 
@@ -145,17 +123,6 @@ def check_distributions(name: str, array: np.ndarray, n_leading: int) -> None:
         bad = tuple(int(i) for i in np.argwhere(off)[0]) if n_leading else ()
         where = f" at {name}[{', '.join(map(str, bad))}, ...]" if bad else ""
         raise ValueError(f"{name}: is not stochastic: probabilities sum to {np.asarray(sums)[bad]:.12g}{where}, not 1")
-
-
-def check_gamma(gamma) -> float:
-    """Return ``gamma`` as a float, refusing values outside [0, 1)."""
-    try:
-        value = float(gamma)
-    except (TypeError, ValueError):
-        raise ValueError(f"gamma: must be a number in [0, 1), got {gamma!r}") from None
-    if not (0.0 <= value < 1.0):
-        raise ValueError(f"gamma: must lie in [0, 1), got {value!r}")
-    return value
 
 
 def check_subset(subset, n_agents: int) -> tuple[int, ...]:

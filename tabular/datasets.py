@@ -14,10 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validate import check_memory, check_size, joint_actions_text
+from ._validate import check_memory, joint_actions_text
 from .mdp import DecMDP
 from .occupancy import state_occupancy
 from .policies import Policy, check_policy
+from .validation import check_size
 
 
 @dataclass(frozen=True)

@@ -50,10 +50,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validate import check_gamma, check_memory, check_size, joint_actions_text
+from ._validate import check_memory, joint_actions_text
 from .backups import k_backups
 from .datasets import Dataset
 from .policies import FactorizedPolicy, JointPolicy
+from .validation import (
+    SettingsError,
+    check_choice,
+    check_gamma,
+    check_int,
+    check_real,
+    check_size,
+    check_type,
+    invalid,
+)
 
 #: Added to the ensemble standard deviation before inverting it (eq. 7), so that an ensemble
 #: that agrees exactly gets a large finite weight rather than a division by zero.
@@ -109,58 +119,143 @@ def uncertainty_weights(uncertainty: np.ndarray) -> np.ndarray:
     return inverse / inverse.sum(axis=-1, keepdims=True)
 
 
-def fitted_q_evaluation(dataset: Dataset, gamma: float, pi: FactorizedPolicy, **options) -> LearnerResult:
+def fitted_q_evaluation(
+    dataset: Dataset, gamma: float, pi: FactorizedPolicy, *, max_iter: int | None = None, tol: float = 1e-10
+) -> LearnerResult:
     """Evaluate ``pi``: targets ``r + gamma E_{a' ~ pi(s')} Q(s', a')``, no penalty, no improvement.
 
     On :func:`~tabular.datasets.exact_dataset` data whose behavior covers every action, the
-    fixed point is ``Q^pi``. Stops when ``gamma / (1 - gamma) * ||Q_t - Q_{t-1}||_inf <= tol``
-    (``tol=1e-10`` by default), which certifies ``||q - fixed point||_inf <= tol``; raises a
-    ``ValueError`` up front when the worst case needs more than :data:`MAX_SWEEPS` sweeps and
-    ``max_iter`` is not given, and a ``RuntimeError`` when ``max_iter`` sweeps do not certify ``tol``.
+    fixed point is ``Q^pi``. Stops when ``gamma / (1 - gamma) * ||Q_t - Q_{t-1}||_inf <= tol``,
+    which certifies ``||q - fixed point||_inf <= tol``; raises a ``ValueError`` up front when the
+    worst case needs more than :data:`MAX_SWEEPS` sweeps and ``max_iter`` is not given, and a
+    ``RuntimeError`` when ``max_iter`` sweeps do not certify ``tol``.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        Transitions with ``|r| <= 1``.
+    gamma : float
+        Discount factor in ``[0, 1)``.
+    pi : FactorizedPolicy
+        The evaluated per-agent policies.
+    max_iter : int or None
+        Sweeps allowed, ``>= 1``; ``None``: as many as the worst case needs (module docstring).
+    tol : float
+        Certified accuracy, ``> 0``.
     """
+    check_type("pi", pi, FactorizedPolicy, "a FactorizedPolicy (per-agent learned policies)")
     return _fitted_iteration(
         dataset,
         gamma,
         backup="all",
         penalty=None,
         alpha=0.0,
-        policy=pi,
         improve=False,
         learner="fitted_q_evaluation",
-        **options,
+        policy=pi,
+        max_iter=max_iter,
+        tol=tol,
     )
 
 
-def q_learning(dataset: Dataset, gamma: float, **options) -> LearnerResult:
+def q_learning(
+    dataset: Dataset, gamma: float, *, max_iter: int | None = None, max_policy_iter: int = 50, tol: float = 1e-10
+) -> LearnerResult:
     """Greedy full-joint Q-learning: targets ``r + gamma max_a' Q(s', a')``; no penalty.
 
-    The returned policy plays, per state, the components of the joint argmax of ``Q``.
+    The returned policy plays, per state, the components of the joint argmax of ``Q``. The
+    arguments are those of :func:`cql` (no ``alpha``, ``penalty`` or ``temperature``: the policy is greedy).
     """
     return _fitted_iteration(
-        dataset, gamma, backup="max", penalty=None, alpha=0.0, improve=True, learner="q_learning", **options
+        dataset,
+        gamma,
+        backup="max",
+        penalty=None,
+        alpha=0.0,
+        improve=True,
+        learner="q_learning",
+        max_iter=max_iter,
+        max_policy_iter=max_policy_iter,
+        tol=tol,
     )
 
 
-def cql(dataset: Dataset, gamma: float, alpha: float, penalty: str = "counterfactual", **options) -> LearnerResult:
+def cql(
+    dataset: Dataset,
+    gamma: float,
+    alpha: float,
+    penalty: str = "counterfactual",
+    *,
+    temperature: float | None = None,
+    max_iter: int | None = None,
+    max_policy_iter: int = 50,
+    tol: float = 1e-10,
+) -> LearnerResult:
     """CQL with the full joint backup ``r + gamma E_{a' ~ pi} Q(s', a')``.
 
-    ``penalty="joint"`` is MACQL-like, ``"counterfactual"`` CFCQL-like (module docstring).
+    Parameters
+    ----------
+    dataset : Dataset
+        Transitions with ``|r| <= 1``.
+    gamma : float
+        Discount factor in ``[0, 1)``.
+    alpha : float
+        Weight of the conservative penalty, ``>= 0`` (finite).
+    penalty : "joint" or "counterfactual"
+        ``"joint"`` is MACQL-like, ``"counterfactual"`` CFCQL-like (module docstring).
+    temperature : float or None
+        ``> 0``: softmax policy improvement at that temperature; ``None``: greedy.
+    max_iter : int or None
+        Sweeps allowed per policy evaluation, ``>= 1``; ``None``: as many as the worst case needs
+        to certify ``tol`` (module docstring).
+    max_policy_iter : int
+        Policy-improvement steps allowed, ``>= 1``.
+    tol : float
+        Certified accuracy of each policy evaluation, ``> 0``.
     """
-    if penalty not in ("joint", "counterfactual"):
-        raise ValueError(f"penalty: must be 'joint' or 'counterfactual', got {penalty!r}")
+    check_choice("penalty", penalty, ("joint", "counterfactual"))
     return _fitted_iteration(
-        dataset, gamma, backup="all", penalty=penalty, alpha=alpha, improve=True, learner="cql", **options
+        dataset,
+        gamma,
+        backup="all",
+        penalty=penalty,
+        alpha=alpha,
+        improve=True,
+        learner="cql",
+        temperature=temperature,
+        max_iter=max_iter,
+        max_policy_iter=max_policy_iter,
+        tol=tol,
     )
 
 
-def icql_qs(dataset: Dataset, gamma: float, alpha: float, **options) -> LearnerResult:
+def icql_qs(
+    dataset: Dataset,
+    gamma: float,
+    alpha: float,
+    *,
+    temperature: float | None = None,
+    max_iter: int | None = None,
+    max_policy_iter: int = 50,
+    tol: float = 1e-10,
+) -> LearnerResult:
     """ICQL-QS: the averaged individual operator ``T^ai = (1/n) sum_i T_i^ind`` (eq. 1, 2, 15).
 
     ``T^ai`` equals ``T^(1)`` (one uniformly chosen deviating agent); the penalty is the
-    counterfactual one averaged over agents.
+    counterfactual one averaged over agents. The arguments are those of :func:`cql`.
     """
     return _fitted_iteration(
-        dataset, gamma, backup=1, penalty="counterfactual", alpha=alpha, improve=True, learner="icql_qs", **options
+        dataset,
+        gamma,
+        backup=1,
+        penalty="counterfactual",
+        alpha=alpha,
+        improve=True,
+        learner="icql_qs",
+        temperature=temperature,
+        max_iter=max_iter,
+        max_policy_iter=max_policy_iter,
+        tol=tol,
     )
 
 
@@ -172,7 +267,10 @@ def spacql(
     n_members: int = 5,
     weighting="uncertainty",
     seed: int = 0,
-    **options,
+    temperature: float | None = None,
+    max_iter: int | None = None,
+    max_policy_iter: int = 50,
+    tol: float = 1e-10,
 ) -> LearnerResult:
     """SPaCQL (Algorithm 1): soft-partial targets from a Q-ensemble (eq. 4-7), counterfactual penalty.
 
@@ -184,18 +282,18 @@ def spacql(
 
     Parameters
     ----------
+    n_members : int
+        Ensemble members, ``>= 2`` (a standard deviation needs two).
     weighting : "uncertainty", "uniform" or int
         ``"uncertainty"`` is the paper's eq. 7; ``"uniform"`` sets ``w_k = 1/n`` (ablation); an
         integer ``k`` in ``1..n`` uses the fixed operator ``T^(k)`` (ablation; ``k = 1`` is ICQL-QS's
         backup, ``k = n`` the full joint one).
+    seed : int
+        Seed (``>= 0``) of the bootstrap resamples and the initial tables.
+    dataset, gamma, alpha, temperature, max_iter, max_policy_iter, tol
+        As for :func:`cql`.
     """
-    if isinstance(weighting, str):
-        if weighting not in ("uncertainty", "uniform"):
-            raise ValueError(f"weighting: must be 'uncertainty', 'uniform' or an int k, got {weighting!r}")
-    elif not (isinstance(weighting, (int, np.integer)) and 1 <= weighting <= dataset.n_agents):
-        raise ValueError(f"weighting: a fixed k must be an integer in 1..{dataset.n_agents}, got {weighting!r}")
-    if check_size("n_members", n_members) < 2:
-        raise ValueError(f"n_members: an ensemble needs at least 2 members for a standard deviation, got {n_members}")
+    check_type("dataset", dataset, Dataset, "a tabular.datasets.Dataset")
     return _fitted_iteration(
         dataset,
         gamma,
@@ -204,11 +302,24 @@ def spacql(
         alpha=alpha,
         improve=True,
         learner="spacql",
-        n_members=int(n_members),
-        weighting=weighting,
-        seed=seed,
-        **options,
+        n_members=check_size("n_members", n_members, minimum=2),
+        weighting=_check_weighting(weighting, dataset.n_agents),
+        seed=check_int("seed", seed, minimum=0),
+        temperature=temperature,
+        max_iter=max_iter,
+        max_policy_iter=max_policy_iter,
+        tol=tol,
     )
+
+
+def _check_weighting(weighting, n_agents: int):
+    """SPaCQL's ``weighting``: ``"uncertainty"``, ``"uniform"`` or a fixed ``k`` in ``1..n_agents`` (as an int)."""
+    if isinstance(weighting, str) and weighting in ("uncertainty", "uniform"):
+        return weighting
+    try:
+        return check_int("weighting", weighting, 1, n_agents)
+    except SettingsError:
+        raise invalid("weighting", f"uncertainty, uniform or an integer k in [1, {n_agents}]", weighting) from None
 
 
 def _fitted_iteration(
@@ -230,16 +341,12 @@ def _fitted_iteration(
     tol: float = 1e-10,
 ) -> LearnerResult:
     """The shared loop of every learner (module docstring): targets, exact regression, improvement."""
-    if not isinstance(dataset, Dataset):
-        raise ValueError(f"dataset: must be a tabular.datasets.Dataset, got {type(dataset).__name__}")
+    check_type("dataset", dataset, Dataset, "a tabular.datasets.Dataset")
     gamma = check_gamma(gamma)
-    if not (np.isfinite(alpha) and alpha >= 0):
-        raise ValueError(f"alpha: must be a finite non-negative number, got {alpha!r}")
-    if temperature is not None and not temperature > 0:
-        raise ValueError(f"temperature: must be positive (or None for greedy), got {temperature!r}")
-    if not (isinstance(tol, (int, float, np.integer, np.floating)) and np.isfinite(tol) and tol > 0):
-        raise ValueError(f"tol: must be a positive number, got {tol!r}")
-    tol = float(tol)
+    alpha = check_real("alpha", alpha, 0.0, math.inf)
+    if temperature is not None:
+        temperature = check_real("temperature", temperature, 0.0, math.inf, low_open=True)
+    tol = check_real("tol", tol, 0.0, math.inf, low_open=True)
     if max_iter is None:
         max_iter = _sweeps_to_certify(gamma, tol)
         if max_iter > MAX_SWEEPS:

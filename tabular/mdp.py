@@ -16,7 +16,8 @@ from functools import cached_property
 
 import numpy as np
 
-from ._validate import as_float_array, check_distributions, check_gamma, check_memory, check_size, joint_actions_text
+from ._validate import as_float_array, check_distributions, check_memory, joint_actions_text
+from .validation import check_gamma, check_size
 
 #: Rewards may exceed 1 in magnitude by this much (decimal round-off), no more.
 REWARD_TOL = 1e-12

@@ -1,4 +1,6 @@
-"""Tabular offline learners: exact limits, one step against a slow reference, SPaCQL's weights."""
+"""Tabular offline learners: exact limits, one step against a slow reference, SPaCQL's weights, argument checks."""
+
+import inspect
 
 import numpy as np
 import pytest
@@ -190,7 +192,6 @@ def test_same_seed_gives_the_same_learner_output():
 
 def test_bad_input_names_the_argument():
     mdp = tabular.random_decmdp(2, (2, 2), 0.9, seed=0)
-    dataset = sample_dataset(mdp, tabular.random_factorized_policy(mdp, 1), 10, 2)
     with pytest.raises(ValueError, match="states: a dataset needs a non-empty"):
         Dataset(
             np.array([], dtype=int),
@@ -237,13 +238,109 @@ def test_bad_input_names_the_argument():
         )
     with pytest.raises(ValueError, match="size: a dataset needs at least one transition"):
         sample_dataset(mdp, tabular.random_factorized_policy(mdp, 1), 0, 2)
-    with pytest.raises(ValueError, match="alpha:"):
-        learners.cql(dataset, 0.9, -1.0)
-    with pytest.raises(ValueError, match="gamma:"):
-        learners.icql_qs(dataset, 1.0, 1.0)
-    with pytest.raises(ValueError, match="weighting:"):
-        learners.spacql(dataset, 0.9, 1.0, weighting=3)
-    with pytest.raises(ValueError, match="n_members:"):
-        learners.spacql(dataset, 0.9, 1.0, n_members=1)
-    with pytest.raises(ValueError, match="penalty:"):
-        learners.cql(dataset, 0.9, 1.0, penalty="both")
+
+
+LEARNERS = ("fitted_q_evaluation", "q_learning", "cql", "icql_qs", "spacql")
+INF, NAN = float("inf"), float("nan")
+# (argument, bad value, the message after "<argument>: must be "); the instance has 2 agents
+BAD_ARGUMENTS = [
+    ("dataset", "data.npz", "a tabular.datasets.Dataset, got str"),
+    ("gamma", 1.0, "a number in [0, 1), got 1.0"),
+    ("gamma", -0.1, "a number in [0, 1), got -0.1"),
+    ("gamma", NAN, "a number in [0, 1), got nan"),
+    ("gamma", "0.9", "a number in [0, 1), got '0.9'"),
+    ("gamma", True, "a number in [0, 1), got True"),
+    ("pi", None, "a FactorizedPolicy (per-agent learned policies), got NoneType"),
+    ("alpha", -1.0, "a number in [0, inf), got -1.0"),
+    ("alpha", INF, "a number in [0, inf), got inf"),
+    ("alpha", NAN, "a number in [0, inf), got nan"),
+    ("alpha", True, "a number in [0, inf), got True"),
+    ("penalty", "both", "one of joint, counterfactual, got 'both'"),
+    ("penalty", None, "one of joint, counterfactual, got None"),
+    ("temperature", 0.0, "a number in (0, inf), got 0.0"),
+    ("temperature", -1.0, "a number in (0, inf), got -1.0"),
+    ("temperature", INF, "a number in (0, inf), got inf"),
+    ("temperature", "1", "a number in (0, inf), got '1'"),
+    ("max_iter", 0, "an integer >= 1, got 0"),
+    ("max_iter", 2.5, "an integer >= 1, got 2.5"),
+    ("max_iter", True, "an integer >= 1, got True"),
+    ("max_policy_iter", 0, "an integer >= 1, got 0"),
+    ("max_policy_iter", 1.5, "an integer >= 1, got 1.5"),
+    ("max_policy_iter", "50", "an integer >= 1, got '50'"),
+    ("tol", 0.0, "a number in (0, inf), got 0.0"),
+    ("tol", -1e-3, "a number in (0, inf), got -0.001"),
+    ("tol", NAN, "a number in (0, inf), got nan"),
+    ("tol", None, "a number in (0, inf), got None"),
+    ("n_members", 1, "an integer >= 2, got 1"),
+    ("n_members", 2.5, "an integer >= 2, got 2.5"),
+    ("n_members", True, "an integer >= 2, got True"),
+    ("weighting", "soft", "uncertainty, uniform or an integer k in [1, 2], got 'soft'"),
+    ("weighting", 0, "uncertainty, uniform or an integer k in [1, 2], got 0"),
+    ("weighting", 3, "uncertainty, uniform or an integer k in [1, 2], got 3"),
+    ("weighting", True, "uncertainty, uniform or an integer k in [1, 2], got True"),
+    ("weighting", 1.5, "uncertainty, uniform or an integer k in [1, 2], got 1.5"),
+    ("seed", -1, "an integer >= 0, got -1"),
+    ("seed", 1.5, "an integer >= 0, got 1.5"),
+    ("seed", True, "an integer >= 0, got True"),
+    ("seed", None, "an integer >= 0, got None"),
+]
+
+
+def learner_calls() -> list:
+    """Every (learner, bad argument) pair: each bad value of each argument, for every learner that takes it."""
+    return [
+        pytest.param(name, argument, value, message, id=f"{name}-{argument}={value!r}")
+        for name in LEARNERS
+        for argument, value, message in BAD_ARGUMENTS
+        if argument in inspect.signature(getattr(learners, name)).parameters
+    ]
+
+
+@pytest.fixture(scope="module")
+def two_agent_data():
+    mdp = tabular.random_decmdp(2, (2, 2), 0.9, seed=0)
+    mu = tabular.random_factorized_policy(mdp, 1)
+    return exact_dataset(mdp, mu), mu
+
+
+@pytest.mark.parametrize(("learner", "argument", "value", "message"), learner_calls())
+def test_a_bad_learner_argument_is_named_with_its_value_and_range(two_agent_data, learner, argument, value, message):
+    dataset, mu = two_agent_data
+    parameters = inspect.signature(getattr(learners, learner)).parameters
+    valid = {"dataset": dataset, "gamma": 0.9, "pi": mu, "alpha": 1.0}
+    arguments = {name: value for name, value in valid.items() if name in parameters} | {argument: value}
+    with pytest.raises(ValueError) as error:
+        getattr(learners, learner)(**arguments)
+    assert str(error.value) == f"{argument}: must be {message}"
+
+
+def test_every_learner_argument_has_bad_values_checked():
+    arguments = {name for learner in LEARNERS for name in inspect.signature(getattr(learners, learner)).parameters}
+    assert arguments == {argument for argument, _, _ in BAD_ARGUMENTS}
+
+
+def test_a_learner_refuses_options_that_do_not_apply_to_it(two_agent_data):
+    """No silently ignored option: Q-learning's policy is greedy, FQE does not improve, only SPaCQL has members."""
+    dataset, mu = two_agent_data
+    with pytest.raises(TypeError, match="temperature"):
+        learners.q_learning(dataset, 0.9, temperature=0.5)
+    with pytest.raises(TypeError, match="max_policy_iter"):
+        learners.fitted_q_evaluation(dataset, 0.9, mu, max_policy_iter=3)
+    with pytest.raises(TypeError, match="n_members"):
+        learners.cql(dataset, 0.9, 1.0, n_members=3)
+
+
+def test_learner_arguments_may_be_numpy_scalars(two_agent_data):
+    dataset, _ = two_agent_data
+    plain = learners.spacql(dataset, 0.9, 1.0, n_members=3, weighting=2, seed=4, max_policy_iter=2, tol=1e-8)
+    numpy = learners.spacql(
+        dataset,
+        np.float64(0.9),
+        np.float32(1.0),
+        n_members=np.int64(3),
+        weighting=np.int8(2),
+        seed=np.uint16(4),
+        max_policy_iter=np.int32(2),
+        tol=np.float64(1e-8),
+    )
+    np.testing.assert_array_equal(plain.q_ensemble, numpy.q_ensemble)

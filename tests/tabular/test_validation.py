@@ -90,9 +90,9 @@ def test_decmdp_rejects_nan_in_d0():
 @pytest.mark.parametrize(
     ("gamma", "message"),
     [
-        (1.0, r"gamma: must lie in \[0, 1\), got 1\.0"),
-        (-0.1, r"gamma: must lie in \[0, 1\), got -0\.1"),
-        (float("nan"), r"gamma: must lie in \[0, 1\), got nan"),
+        (1.0, r"gamma: must be a number in \[0, 1\), got 1\.0"),
+        (-0.1, r"gamma: must be a number in \[0, 1\), got -0\.1"),
+        (float("nan"), r"gamma: must be a number in \[0, 1\), got nan"),
         ("abc", r"gamma: must be a number in \[0, 1\), got 'abc'"),
     ],
 )
@@ -298,7 +298,7 @@ def test_w1_rejects_metric_with_non_zero_diagonal():
 
 
 def test_random_decmdp_rejects_zero_states():
-    with pytest.raises(ValueError, match=r"n_states: must be at least 1, got 0"):
+    with pytest.raises(ValueError, match=r"n_states: must be an integer >= 1, got 0"):
         tabular.random_decmdp(0, ACTIONS, 0.9, seed=0)
 
 
@@ -447,13 +447,13 @@ def test_fqe_stop_is_certified_by_the_contraction_bound():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"n_states": 2.5}, r"^n_states: must be an integer, got 2\.5"),
-        ({"n_states": True}, r"^n_states: must be an integer, got the boolean True"),
-        ({"action_sizes": (2.5,)}, r"^action_sizes: agent 0's number of actions must be an integer, got 2\.5"),
-        ({"action_sizes": (2, True)}, r"^action_sizes: agent 1's number of actions must be an integer, got the bool"),
-        ({"action_sizes": (2, 0)}, r"^action_sizes: agent 1's number of actions must be at least 1, got 0"),
+        ({"n_states": 2.5}, r"^n_states: must be an integer >= 1, got 2\.5"),
+        ({"n_states": True}, r"^n_states: must be an integer >= 1, got True"),
+        ({"action_sizes": (2.5,)}, r"^action_sizes: agent 0's number of actions must be an integer >= 1, got 2\.5"),
+        ({"action_sizes": (2, True)}, r"^action_sizes: agent 1's number of actions must be an integer >= 1, got True"),
+        ({"action_sizes": (2, 0)}, r"^action_sizes: agent 1's number of actions must be an integer >= 1, got 0"),
         ({"action_sizes": 3}, r"^action_sizes: must be a sequence of integers, one per agent, got 3"),
-        ({"n_absorbing": 1.5}, r"^n_absorbing: must be an integer, got 1\.5"),
+        ({"n_absorbing": 1.5}, r"^n_absorbing: must be an integer >= 0, got 1\.5"),
     ],
 )
 def test_random_decmdp_refuses_non_integer_sizes(kwargs, message):
