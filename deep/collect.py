@@ -3,12 +3,16 @@
     python deep/collect.py --task cn --quality expert --size 100000 --seed 0 --data-dir data
     python deep/collect.py                      # every task and quality of the small profile
 
-Qualities:
-* random: uniform random team actions in [-1, 1];
-* medium / expert: the shipped behavior actors (deep/behavior/<task>/) with Gaussian exploration
-  noise ``N(0, exploration_noise^2)``, clipped to [-1, 1];
+Qualities (OMAR's recipe, see :mod:`deep.behavior`):
+* random / medium / expert: the shipped behavior actors ``random.pt`` (MATD3's actor as initialized),
+  ``medium.pt``, ``expert.pt`` (deep/behavior/<task>/) with Gaussian exploration noise
+  ``N(0, exploration_noise^2)``, clipped to [-1, 1];
 * medium-replay: every transition the seeded behavior training stored until the medium step, by
   re-running that training (deterministic on the CPU); its size is what the buffer holds.
+
+Sizes: ``--profile full`` is the original benchmark's 1M transitions per dataset (OMAR's random,
+medium and expert; its medium-replay is a buffer of its own size), ``small`` (100k) is for quick
+work and tests; ``--size`` overrides both.
 
 Rollouts keep whole episodes (the size is rounded up to a multiple of the episode length) and
 store the exact next joint action ``a'``: the action taken at the next step, and for the last step
@@ -47,14 +51,14 @@ from deep._files import file_sha256
 from deep.behavior import medium_replay_config, read_behavior
 from deep.datasets import QUALITIES, OfflineDataset, dataset_path, save
 from deep.envs import TASKS, TeamEnv, task_spec
-from deep.evaluation import deterministic_policy, load_actor, uniform_policy
+from deep.evaluation import deterministic_policy, load_actor, noisy_policy
 from deep.matd3 import train
 from deep.opponents import BEHAVIOR_DIR, OPPONENT_FILE, load_opponent
+from deep.settings import PROFILE_SIZES, validate_collect_config
 
 #: Bumped whenever the generated data would change for the same config.
-GENERATOR_VERSION = 1
-PROFILE_SIZES = {"small": 100_000, "full": 1_000_000}
-ENV_PACKAGES = ("mpe2", "pettingzoo", "gymnasium", "gymnasium-robotics", "mujoco", "numpy", "torch")
+GENERATOR_VERSION = 2
+ENV_PACKAGES = ("spacql", "pettingzoo", "gymnasium", "gymnasium-robotics", "mujoco", "numpy", "torch")
 
 
 @dataclass
@@ -66,7 +70,7 @@ class CollectConfig:
     quality: str = "all"
     """random, medium-replay, medium, expert, or all."""
     size: int | None = None
-    """Transitions (rounded up to whole episodes); default: the profile's size. Ignored by medium-replay."""
+    """Transitions (rounded up to whole episodes); default: the profile's size. medium-replay has its buffer's."""
     profile: str = "small"
     """small (100k transitions) or full (1M, the original benchmark's size)."""
     seed: int = 0
@@ -134,17 +138,6 @@ def rollout(
     arrays = {key: np.concatenate([episode[key] for episode in kept]) for key in kept[0]}
     arrays["episode_ids"] = np.repeat(np.arange(len(kept)), [len(episode["rewards"]) for episode in kept])
     return arrays
-
-
-def noisy_policy(actor_policy, noise: float, act_shape: tuple[int, int], seed: int):
-    """``clip(actor(o) + N(0, noise^2), -1, 1)`` with its own seeded generator."""
-    rng = np.random.default_rng(seed)
-
-    def act(obs: np.ndarray) -> np.ndarray:
-        actions = actor_policy(obs) + rng.normal(scale=noise, size=(len(obs), *act_shape))
-        return np.clip(actions, -1.0, 1.0).astype(np.float32)
-
-    return act
 
 
 def replay_buffer_arrays(buffer, task: str, n_envs: int) -> dict:
@@ -234,10 +227,8 @@ def build_dataset(config: CollectConfig, task: str, quality: str) -> Path:
         opponent = load_opponent(task, config.behavior_dir)
     except (RuntimeError, EOFError, KeyError, pickle.UnpicklingError) as error:
         raise _unreadable_checkpoint(Path(config.behavior_dir) / task / OPPONENT_FILE, error) from error
-    has_behavior = (Path(config.behavior_dir) / task / "behavior.json").is_file()
-    # random data needs no behavior policy, but carries the reference returns when they exist
-    behavior = _behavior_record(task, config.behavior_dir) if quality != "random" or has_behavior else None
-    checkpoint = Path(config.behavior_dir) / task / f"{quality}.pt" if quality in ("medium", "expert") else None
+    behavior = _behavior_record(task, config.behavior_dir)
+    checkpoint = Path(config.behavior_dir) / task / f"{quality}.pt" if quality != "medium-replay" else None
     built_from = {
         "generator version": GENERATOR_VERSION,
         "behavior checkpoint": file_sha256(checkpoint) if checkpoint and checkpoint.is_file() else None,
@@ -249,10 +240,7 @@ def build_dataset(config: CollectConfig, task: str, quality: str) -> Path:
         check_cached(path, built_from)
         print(f"{path}: exists, kept (pass --overwrite to rebuild)")
         return path
-    if quality == "random":
-        policy = uniform_policy(task, config.seed)
-        arrays = rollout(task, policy, size, config.seed, config.n_envs, config.progress, opponent)
-    elif quality in ("medium", "expert"):
+    if quality != "medium-replay":
         try:
             actor = deterministic_policy(load_actor(checkpoint, task, behavior["matd3_config"]["hidden"]))
         except (RuntimeError, EOFError, KeyError, pickle.UnpicklingError) as error:
@@ -284,9 +272,7 @@ def build_dataset(config: CollectConfig, task: str, quality: str) -> Path:
         },
         "env_versions": {name: importlib.metadata.version(name) for name in ENV_PACKAGES},
         "behavior_checkpoint_sha256": built_from["behavior checkpoint"],
-        "reference_returns": None
-        if behavior is None
-        else {k: behavior["reference_returns"][k] for k in ("random", "expert")},
+        "reference_returns": {k: behavior["reference_returns"][k] for k in ("random", "expert")},
         "opponent": built_from["opponent"],
     }
     save(OfflineDataset(**arrays, metadata=metadata), path, overwrite=config.overwrite)
@@ -300,19 +286,9 @@ def main(config: CollectConfig) -> tuple[list[Path], list[str]]:
     A single explicit request without its behavior policies raises; with ``--task all`` or
     ``--quality all`` every dataset that can be built is built and the rest is listed.
     """
+    validate_collect_config(config)
     tasks = TASKS if config.task == "all" else (config.task,)
     qualities = QUALITIES if config.quality == "all" else (config.quality,)
-    for name, value, allowed in (("task", config.task, TASKS), ("quality", config.quality, QUALITIES)):
-        if value != "all" and value not in allowed:
-            raise ValueError(f"{name}: must be one of {', '.join(allowed)} or all, got {value!r}")
-    if config.profile not in PROFILE_SIZES:
-        raise ValueError(f"profile: must be one of {', '.join(PROFILE_SIZES)}, got {config.profile!r}")
-    if config.size is not None and config.size < 1:
-        raise ValueError(f"size: must be a positive number of transitions, got {config.size}")
-    if config.n_envs < 1:
-        raise ValueError(f"n_envs: must be at least 1, got {config.n_envs}")
-    if not (math.isfinite(config.exploration_noise) and config.exploration_noise >= 0):
-        raise ValueError(f"exploration_noise: must be a finite std >= 0, got {config.exploration_noise}")
     built, skipped = [], []
     for task in tasks:
         for quality in qualities:

@@ -1,11 +1,13 @@
-"""The one place where a training run's settings are resolved and validated (deep/train.py, deep/sweep.py).
+"""The one place where the settings of deep/'s commands are resolved and validated (train, sweep, collect).
 
 :func:`validate_settings` checks every :class:`deep.train.TrainConfig` field (type, range, relations
 between fields) and every resolved :class:`deep.offline.LearnerSettings` value (the table's defaults
-overridden by the config), and returns the resolved settings and update count. A bad setting raises
-:class:`SettingsError` naming the setting as its command-line flag, the value and the allowed range,
-e.g. ``--eval-every: must be a positive multiple of --log-every=100, got 250``; both CLIs print it as
-one ``error:`` line and exit with code 2.
+overridden by the config), and returns the resolved settings and update count;
+:func:`validate_collect_config` checks every :class:`deep.collect.CollectConfig` field. Both apply
+the shared rules of :mod:`tabular.validation`: a bad setting raises :class:`SettingsError` naming the
+setting as its command-line flag, the value and the allowed range, e.g.
+``--eval-every: must be a positive multiple of --log-every=100, got 250``; the CLIs print it as one
+``error:`` line and exit with code 2. Numpy scalars are refused (the configs are written to JSON).
 
 :data:`PRESETS` holds named bundles of settings (``--preset quick``), applied by :func:`apply_preset`.
 """
@@ -16,7 +18,19 @@ import math
 from dataclasses import fields, replace
 from typing import Any
 
-from .envs import task_spec
+from tabular.validation import SettingsError as SettingsError  # the error of every check; train and sweep catch it
+from tabular.validation import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_multiple,
+    check_path,
+    check_real,
+    invalid,
+)
+
+from .datasets import QUALITIES
+from .envs import TASKS, task_spec
 from .offline import ALGORITHMS, CQL_ALPHA, ROUNDS, LearnerSettings, default_hyperparameters
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -27,54 +41,13 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 """Preset name -> the TrainConfig fields it sets (only fields still at their defaults; explicit flags win)."""
 
-
-class SettingsError(ValueError):
-    """A setting outside its allowed range or type, or inconsistent with another setting."""
+PROFILE_SIZES = {"small": 100_000, "full": 1_000_000}
+"""deep/collect.py's ``--profile`` -> the transitions of each dataset (the original benchmark's size: full)."""
 
 
 def flag(name: str) -> str:
     """The command-line flag of a config field: ``eval_every`` -> ``--eval-every``."""
     return "--" + name.replace("_", "-")
-
-
-def _fail(name: str, rule: str, value) -> SettingsError:
-    return SettingsError(f"{flag(name)}: {rule}, got {value!r}")
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_real(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _check_int(name: str, value, minimum: int | None = None) -> None:
-    if not _is_int(value):
-        raise _fail(name, "must be an integer", value)
-    if minimum is not None and value < minimum:
-        raise _fail(name, f"must be an integer >= {minimum}", value)
-
-
-def _check_real(name: str, value, low: float, high: float, low_open: bool, high_open: bool) -> None:
-    left, right = "(" if low_open else "[", ")" if high_open else "]"
-    rule = f"must be a number in {left}{low:g}, {high:g}{right}"
-    if not _is_real(value) or math.isnan(value):
-        raise _fail(name, rule, value)
-    too_low = value <= low if low_open else value < low
-    too_high = value >= high if high_open else value > high
-    if too_low or too_high:
-        raise _fail(name, rule, value)
-
-
-def _check_bool(name: str, value) -> None:
-    if not isinstance(value, bool):
-        raise _fail(name, "must be true or false", value)
-
-
-def _check_choice(name: str, value, choices) -> None:
-    if value not in choices:
-        raise _fail(name, f"must be one of {', '.join(map(str, choices))}", value)
 
 
 # resolved LearnerSettings value -> (low, high, low_open, high_open); inf: no upper bound (inf refused)
@@ -98,7 +71,7 @@ def apply_preset(config):
     preset = getattr(config, "preset", None)
     if preset is None:
         return config
-    _check_choice("preset", preset, tuple(PRESETS))
+    check_choice(flag("preset"), preset, tuple(PRESETS))
     defaults = {f.name: f.default for f in fields(config)}
     changes = {name: value for name, value in PRESETS[preset].items() if getattr(config, name) == defaults[name]}
     return replace(config, **changes)
@@ -106,7 +79,7 @@ def apply_preset(config):
 
 def resolve_settings(config) -> tuple[LearnerSettings, int]:
     """The learner's settings and the number of updates: the table's defaults, overridden by the config."""
-    table = default_hyperparameters(config.task, config.dataset)
+    table = default_hyperparameters(config.task, config.dataset, config.algo)
     values = {name: getattr(config, name, None) for name in _TABLE_NAMES}
     resolved = {name: table[name] if value is None else value for name, value in values.items()}
     settings = LearnerSettings(algo=config.algo, k=config.k, **resolved)
@@ -121,42 +94,63 @@ def validate_settings(config) -> tuple[LearnerSettings, int]:
     SettingsError
         The first bad setting, named by its flag, with its value and the allowed range.
     """
-    _check_choice("algo", config.algo, tuple(ALGORITHMS))
-    _check_choice("task", config.task, tuple(ROUNDS))
-    _check_choice("dataset", config.dataset, tuple(CQL_ALPHA[config.task]))
-    _check_choice("device", config.device, DEVICES)
+    check_choice(flag("algo"), config.algo, tuple(ALGORITHMS))
+    check_choice(flag("task"), config.task, tuple(ROUNDS))
+    check_choice(flag("dataset"), config.dataset, tuple(CQL_ALPHA[config.task]))
+    check_choice(flag("device"), config.device, DEVICES)
     if getattr(config, "preset", None) is not None:
-        _check_choice("preset", config.preset, tuple(PRESETS))
+        check_choice(flag("preset"), config.preset, tuple(PRESETS))
     for name in ("seed", "dataset_seed"):
-        _check_int(name, getattr(config, name), 0)
-    if not isinstance(config.data_dir, str) or not config.data_dir:
-        raise _fail("data_dir", "must be a non-empty path", config.data_dir)
-    if config.out_dir is not None and (not isinstance(config.out_dir, str) or not config.out_dir):
-        raise _fail("out_dir", "must be a non-empty path", config.out_dir)
+        check_int(flag(name), getattr(config, name), 0, numpy=False)
+    check_path(flag("data_dir"), config.data_dir)
+    if config.out_dir is not None:
+        check_path(flag("out_dir"), config.out_dir)
     for name in ("resume", "overwrite", "compile", "tensorboard", "progress"):
-        _check_bool(name, getattr(config, name))
+        check_bool(flag(name), getattr(config, name), numpy=False)
     if config.updates is not None:
-        _check_int("updates", config.updates, 1)
+        check_int(flag("updates"), config.updates, 1, numpy=False)
     for name in ("log_every", "eval_episodes"):
-        _check_int(name, getattr(config, name), 1)
-    if not _is_int(config.eval_every) or config.eval_every < 1 or config.eval_every % config.log_every:
-        raise _fail("eval_every", f"must be a positive multiple of --log-every={config.log_every}", config.eval_every)
+        check_int(flag(name), getattr(config, name), 1, numpy=False)
+    check_multiple(flag("eval_every"), config.eval_every, flag("log_every"), config.log_every, numpy=False)
     n_agents = task_spec(config.task).n_agents
-    _check_int("k", config.k, 1)
+    check_int(flag("k"), config.k, 1, numpy=False)
     if config.k > n_agents:
-        raise _fail("k", f"must be in [1, {n_agents}] (the agents of task {config.task})", config.k)
+        raise invalid(flag("k"), f"an integer in [1, {n_agents}] (the agents of task {config.task})", config.k)
 
     settings, updates = resolve_settings(config)
     for name in _COUNTS:
-        _check_int(name, getattr(settings, name), 1)
+        check_int(flag(name), getattr(settings, name), 1, numpy=False)
     for name, (low, high, low_open, high_open) in _REAL_RANGES.items():
-        _check_real(name, getattr(settings, name), low, high, low_open, high_open)
-    _check_bool("penalty_policy_samples", settings.penalty_policy_samples)
+        value = getattr(settings, name)
+        check_real(flag(name), value, low, high, low_open=low_open, high_open=high_open, numpy=False)
+    check_bool(flag("penalty_policy_samples"), settings.penalty_policy_samples, numpy=False)
     if settings.weighting == "inverse-std" and settings.n_critics < 2:
-        raise _fail(
-            "n_critics",
-            f"must be >= 2 for --algo {settings.algo} (its weights need the ensemble's std)",
-            settings.n_critics,
-        )
-    _check_int("updates", updates, 1)
+        rule = f">= 2 for --algo {settings.algo} (its weights need the ensemble's std)"
+        raise invalid(flag("n_critics"), rule, settings.n_critics)
+    check_int(flag("updates"), updates, 1, numpy=False)
     return settings, updates
+
+
+def validate_collect_config(config) -> None:
+    """Check every setting of a :class:`deep.collect.CollectConfig` (type, range, relations).
+
+    Raises
+    ------
+    SettingsError
+        The first bad setting, named by its flag, with its value and the allowed range.
+    """
+    check_choice(flag("task"), config.task, (*TASKS, "all"))
+    check_choice(flag("quality"), config.quality, (*QUALITIES, "all"))
+    check_choice(flag("profile"), config.profile, tuple(PROFILE_SIZES))
+    if config.size is not None:
+        check_int(flag("size"), config.size, 1, numpy=False)
+        if config.quality == "medium-replay":
+            rule = "unset for --quality medium-replay (its size is what the behavior run stored)"
+            raise invalid(flag("size"), rule, config.size)
+    check_int(flag("seed"), config.seed, 0, numpy=False)
+    check_path(flag("data_dir"), config.data_dir)
+    check_path(flag("behavior_dir"), config.behavior_dir)
+    check_real(flag("exploration_noise"), config.exploration_noise, 0.0, math.inf, numpy=False)
+    check_int(flag("n_envs"), config.n_envs, 1, numpy=False)
+    for name in ("overwrite", "progress"):
+        check_bool(flag(name), getattr(config, name), numpy=False)

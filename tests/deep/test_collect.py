@@ -1,5 +1,9 @@
 """Behavior selection and dataset collection on tiny runs (CI never builds the real datasets)."""
 
+import shutil
+from dataclasses import fields, replace
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -7,6 +11,7 @@ import torch
 from deep import collect
 from deep.behavior import BehaviorConfig, build_behavior, read_behavior
 from deep.datasets import load
+from deep.evaluation import deterministic_policy, load_actor
 from deep.matd3 import ReplayBuffer
 from tests.deep.tiny import tiny_matd3_config
 
@@ -122,15 +127,32 @@ def test_replay_buffer_rows_are_reordered_episode_major():
 
 
 def test_all_builds_what_it_can_and_lists_what_it_skipped(tmp_path, behavior_dir, capsys):
-    """CN has random data but no expert here; pp has no opponent, so nothing of it can be built."""
-    (behavior_dir.parent / "partial" / "cn").mkdir(parents=True, exist_ok=True)
+    """CN has its random actor here but no expert; pp and world have no opponent, halfcheetah no behavior."""
     partial = behavior_dir.parent / "partial"
+    (partial / "cn").mkdir(parents=True, exist_ok=True)
+    for name in ("behavior.json", "random.pt"):
+        shutil.copy(behavior_dir / "cn" / name, partial / "cn" / name)
     built, skipped = collect.main(config(tmp_path, partial, task="all", quality="random", size=50))
-    assert [path.name for path in built] == ["cn_random_seed0.npz", "halfcheetah_random_seed0.npz"]
-    assert [message.split(":")[0] for message in skipped] == ["pp random", "world random"]
-    assert all("python -m deep.opponents" in message for message in skipped)
+    assert [path.name for path in built] == ["cn_random_seed0.npz"]
+    assert [message.split(":")[0] for message in skipped] == ["pp random", "world random", "halfcheetah random"]
+    assert all("python -m deep.opponents" in message for message in skipped[:2])
+    assert "python -m deep.behavior" in skipped[2]
     assert "skipped world random" in capsys.readouterr().out
     assert load(built[0]).metadata["opponent"] is None
+    built, skipped = collect.main(config(tmp_path, partial, quality="all", size=50))
+    assert [path.name for path in built] == ["cn_random_seed0.npz", "cn_medium-replay_seed0.npz"]
+    assert [message.split(":")[0] for message in skipped] == ["cn medium", "cn expert"]
+
+
+def test_random_data_is_the_initial_actor_with_exploration_noise(tmp_path, behavior_dir):
+    """OMAR's random quality: the randomly initialized MATD3 actor (random.pt) plus N(0, 0.1^2), clipped."""
+    dataset = load(collect.build_dataset(config(tmp_path, behavior_dir, size=2000), "cn", "random"))
+    record = read_behavior("cn", behavior_dir)
+    actor = deterministic_policy(load_actor(behavior_dir / "cn" / "random.pt", "cn", record["matd3_config"]["hidden"]))
+    residual = dataset.actions - actor(dataset.obs)
+    inside = np.abs(dataset.actions) < 1.0
+    assert abs(residual[inside].mean()) < 0.01 and 0.095 < residual[inside].std() < 0.105
+    assert dataset.metadata["behavior_checkpoint_sha256"] == record["random"]["sha256"]
 
 
 def test_cached_dataset_of_another_generator_version_is_not_kept(tmp_path, behavior_dir, monkeypatch):
@@ -166,19 +188,30 @@ def test_progress_bar_ends_exactly_at_its_total(monkeypatch):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--task", "spread"], "error: task: must be one of cn, pp, world, halfcheetah or all, got 'spread'"),
-        (["--quality", "medium_replay"], "error: quality: must be one of"),
-        (["--size", "0"], "error: size: must be a positive number of transitions"),
+        (["--task", "spread"], "error: --task: must be one of cn, pp, world, halfcheetah, all, got 'spread'"),
+        (["--quality", "medium_replay"], "error: --quality: must be one of"),
+        (["--size", "0"], "error: --size: must be an integer >= 1, got 0"),
+        (["--n-envs", "0"], "error: --n-envs: must be an integer >= 1, got 0"),
+        (["--seed", "-1"], "error: --seed: must be an integer >= 0, got -1"),
+        (["--exploration-noise", "nan"], "error: --exploration-noise: must be a number in [0, inf), got nan"),
+        (["--profile", "medium"], "error: --profile: must be one of small, full, got 'medium'"),
+        (["--quality", "medium-replay"], "error: --size: must be unset for --quality medium-replay"),
         (["--bogus"], "error: Unrecognized options: --bogus"),
         (["--size", "many"], "error: Error parsing --size"),
         (["--task", "cn", "--quality", "expert"], "error: behavior_dir: no behavior policies for 'cn'"),
         (["--task", "pp", "--quality", "random"], "error: behavior_dir: no pretrained opponent for 'pp'"),
         (["--data-dir", "{tmp}/file.txt"], "error: data_dir: {tmp}/file.txt exists and is not a directory"),
-        (["--data-dir", "{tmp}/cached"], "error: {tmp}/cached/cn_random_seed0.npz: unreadable cached dataset"),
-        (["--data-dir", "{tmp}/empty"], "error: {tmp}/empty/cn_random_seed0.npz: unreadable cached dataset"),
+        (
+            ["--data-dir", "{tmp}/cached", "--behavior-dir", "{behavior}"],
+            "error: {tmp}/cached/cn_random_seed0.npz: unreadable cached dataset",
+        ),
+        (
+            ["--data-dir", "{tmp}/empty", "--behavior-dir", "{behavior}"],
+            "error: {tmp}/empty/cn_random_seed0.npz: unreadable cached dataset",
+        ),
     ],
 )
-def test_cli_user_error_is_one_line_with_exit_status_2(tmp_path, capsys, argv, message):
+def test_cli_user_error_is_one_line_with_exit_status_2(tmp_path, behavior_dir, capsys, argv, message):
     (tmp_path / "file.txt").write_text("x")
     (tmp_path / "cached").mkdir()
     (tmp_path / "cached" / "cn_random_seed0.npz").write_bytes(b"not a dataset")
@@ -186,7 +219,71 @@ def test_cli_user_error_is_one_line_with_exit_status_2(tmp_path, capsys, argv, m
     (tmp_path / "empty" / "cn_random_seed0.npz").touch()
     defaults = ["--task", "cn", "--quality", "random", "--size", "25", "--no-progress"]
     defaults += ["--data-dir", str(tmp_path / "data"), "--behavior-dir", str(tmp_path / "nowhere")]
-    assert collect.cli(defaults + [arg.format(tmp=tmp_path) for arg in argv]) == 2
+    assert collect.cli(defaults + [arg.format(tmp=tmp_path, behavior=behavior_dir) for arg in argv]) == 2
     captured = capsys.readouterr()
     assert len(captured.err.splitlines()) == 1 and captured.err.startswith(message.format(tmp=tmp_path)), captured.err
     assert not (tmp_path / "data").exists() or not any((tmp_path / "data").iterdir())
+
+
+INF, NAN = float("inf"), float("nan")
+# (field, bad value, the message after "--<flag>: must be ")
+BAD_COLLECT_SETTINGS = [
+    ("task", "spread", "one of cn, pp, world, halfcheetah, all, got 'spread'"),
+    ("task", None, "one of cn, pp, world, halfcheetah, all, got None"),
+    ("quality", "medium_replay", "one of random, medium-replay, medium, expert, all, got 'medium_replay'"),
+    ("quality", ["random"], "one of random, medium-replay, medium, expert, all, got ['random']"),
+    ("size", 0, "an integer >= 1, got 0"),
+    ("size", -100, "an integer >= 1, got -100"),
+    ("size", 2.5, "an integer >= 1, got 2.5"),
+    ("size", 100.0, "an integer >= 1, got 100.0"),
+    ("size", True, "an integer >= 1, got True"),
+    ("size", np.int64(100), "an integer >= 1, got np.int64(100)"),
+    ("profile", "medium", "one of small, full, got 'medium'"),
+    ("seed", -1, "an integer >= 0, got -1"),
+    ("seed", 1.5, "an integer >= 0, got 1.5"),
+    ("seed", "0", "an integer >= 0, got '0'"),
+    ("seed", False, "an integer >= 0, got False"),
+    ("data_dir", "", "a non-empty path, got ''"),
+    ("data_dir", Path("data"), "a non-empty path, got PosixPath('data')"),
+    ("behavior_dir", "", "a non-empty path, got ''"),
+    ("behavior_dir", None, "a non-empty path, got None"),
+    ("exploration_noise", -0.1, "a number in [0, inf), got -0.1"),
+    ("exploration_noise", NAN, "a number in [0, inf), got nan"),
+    ("exploration_noise", INF, "a number in [0, inf), got inf"),
+    ("exploration_noise", "0.1", "a number in [0, inf), got '0.1'"),
+    ("exploration_noise", True, "a number in [0, inf), got True"),
+    ("exploration_noise", np.float64(0.1), "a number in [0, inf), got np.float64(0.1)"),
+    ("n_envs", 0, "an integer >= 1, got 0"),
+    ("n_envs", 2.5, "an integer >= 1, got 2.5"),
+    ("n_envs", True, "an integer >= 1, got True"),
+    ("overwrite", 1, "true or false, got 1"),
+    ("overwrite", "yes", "true or false, got 'yes'"),
+    ("progress", 0, "true or false, got 0"),
+    ("progress", np.True_, "true or false, got np.True_"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    BAD_COLLECT_SETTINGS,
+    ids=[f"{name}={value!r}" for name, value, _ in BAD_COLLECT_SETTINGS],
+)
+def test_a_bad_collect_setting_is_named_with_its_value_and_range_before_anything_is_written(
+    tmp_path, name, value, message
+):
+    with pytest.raises(ValueError) as error:
+        collect.main(replace(config(tmp_path, tmp_path / "nowhere"), **{name: value}))
+    assert str(error.value) == f"--{name.replace('_', '-')}: must be {message}"
+    assert not (tmp_path / "data").exists()
+
+
+def test_every_collect_setting_has_bad_values_checked():
+    assert {field.name for field in fields(collect.CollectConfig)} == {name for name, _, _ in BAD_COLLECT_SETTINGS}
+
+
+def test_size_is_refused_for_medium_replay_whose_size_is_the_buffer_s(tmp_path):
+    with pytest.raises(ValueError) as error:
+        collect.main(config(tmp_path, tmp_path / "nowhere", quality="medium-replay", size=1000))
+    assert str(error.value) == (
+        "--size: must be unset for --quality medium-replay (its size is what the behavior run stored), got 1000"
+    )
