@@ -29,9 +29,11 @@ from typing import Literal
 import numpy as np
 import tyro
 
+from tabular.validation import check_int
+
 from ._files import write_atomically
 from .offline import Algorithm
-from .settings import SettingsError, validate_settings
+from .settings import SettingsError, flag, validate_settings
 from .train import TrainConfig, train
 
 PROG = "python -m deep.sweep"
@@ -121,11 +123,10 @@ def validate(config: SweepConfig, **overrides) -> list[TrainConfig]:
 
     Raises :class:`SettingsError` naming the first bad setting.
     """
-    if not isinstance(config.workers, int) or isinstance(config.workers, bool) or config.workers < 1:
-        raise SettingsError(f"--workers: must be an integer >= 1, got {config.workers!r}")
+    check_int(flag("workers"), config.workers, 1, numpy=False)
     for name in ("algos", "datasets", "seeds"):
         if not getattr(config, name):
-            raise SettingsError(f"--{name}: must name at least one, got none")
+            raise SettingsError(f"{flag(name)}: must name at least one, got none")
     runs = run_configs(config, **overrides)
     for run in runs:
         validate_settings(run)
