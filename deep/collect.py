@@ -81,8 +81,8 @@ class CollectConfig:
     """Where the behavior policies are (deep/behavior/<task>/)."""
     exploration_noise: float = 0.1
     """Std of the Gaussian noise on the medium and expert actions."""
-    n_envs: int = 16
-    """Episodes collected in parallel."""
+    n_envs: int = 100
+    """Episodes collected in parallel (the MPE copies step as one array program: more is faster)."""
     overwrite: bool = False
     """Rebuild a dataset that already exists."""
     progress: bool = True
