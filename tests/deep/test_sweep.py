@@ -1,15 +1,24 @@
-"""deep.sweep: trains the grid, skips finished runs, resumes unfinished ones, tabulates mean and std."""
+"""deep.sweep: the grid on both backends (local, Ray), skip and resume, failures in the table, presets, the ETA."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from deep.settings import SettingsError
-from deep.sweep import SweepConfig, main, run_configs, sweep
+from deep.offline import ALGORITHMS
+from deep.report import TABLE_2
+from deep.settings import SettingsError, validate_settings
+from deep.sweep import Eta, SweepConfig, main, run_configs, sweep
 from tests.deep.tiny_offline import write_tiny_dataset
 
 torch.set_num_threads(1)
@@ -29,7 +38,7 @@ def test_sweep_skips_finished_resumes_unfinished_and_tabulates(tmp_path):
     cells, failures = sweep(config, **TINY)
     # no expert dataset: those runs fail with the build command, the others finish
     assert len(failures) == 4 and all("deep/collect.py" in line for line in failures)
-    spacql = cells["spacql/random"]
+    spacql = cells["cn/spacql/random"]
     finals = [
         json.loads((tmp_path / "runs" / f"cn-random-spacql-seed{s}" / "summary.json").read_text())[
             "final_normalized_score"
@@ -38,9 +47,10 @@ def test_sweep_skips_finished_resumes_unfinished_and_tabulates(tmp_path):
     ]
     assert spacql["seeds"] == 2 and np.isclose(spacql["final_mean"], np.mean(finals))
     assert np.isclose(spacql["final_std"], np.std(finals))
-    assert cells["cfcql/expert"]["seeds"] == 0
+    expert = cells["cn/cfcql/expert"]
+    assert expert["seeds"] == 0 and expert["failed"] == 2 and expert["final_mean"] is None
     table = (tmp_path / "runs" / "results.md").read_text()
-    assert "| spacql | " in table and "(2) | - |" in table
+    assert "| spacql | " in table and "(2) | failed (2) |" in table  # a run that raised is reported in the table
 
     # a finished run is skipped, an interrupted one (checkpoint, no summary) resumed
     finished = tmp_path / "runs" / "cn-random-spacql-seed0"
@@ -50,7 +60,7 @@ def test_sweep_skips_finished_resumes_unfinished_and_tabulates(tmp_path):
     assert configs[str(tmp_path / "runs" / "cn-random-cfcql-seed1")].resume
     cells_again, _ = sweep(config, **TINY)
     assert (finished / "summary.json").stat().st_mtime_ns == stamp
-    assert cells_again["cfcql/random"] == cells["cfcql/random"]
+    assert cells_again["cn/cfcql/random"] == cells["cn/cfcql/random"]
 
 
 def test_a_run_killed_before_its_first_checkpoint_starts_over(tmp_path):
@@ -62,7 +72,7 @@ def test_a_run_killed_before_its_first_checkpoint_starts_over(tmp_path):
     (run,) = run_configs(config, **TINY)
     assert run.overwrite and not run.resume
     cells, failures = sweep(config, **TINY)
-    assert failures == [] and cells["spacql/random"]["seeds"] == 1
+    assert failures == [] and cells["cn/spacql/random"]["seeds"] == 1
     assert json.loads((killed / "metrics.jsonl").read_text().splitlines()[0])["critic_loss"] != 0.0
 
 
@@ -74,7 +84,7 @@ def test_a_finished_run_without_scores_is_reported_as_failed_not_a_crash(tmp_pat
         (runs / f"cn-random-spacql-seed{seed}" / "summary.json").write_text(text)
     config = SweepConfig(algos=("spacql",), datasets=("random",), seeds=(0, 1), out_dir=str(runs), table_only=True)
     cells, failures = sweep(config)
-    cell = cells["spacql/random"]
+    cell = cells["cn/spacql/random"]
     assert cell["seeds"] == 0 and cell["failed"] == 2 and cell["final_mean"] is None
     assert len(failures) == 2 and all("finished without a score" in line for line in failures)
     assert "| spacql | failed (2) |" in (runs / "results.md").read_text()
@@ -90,6 +100,17 @@ def test_a_finished_run_without_scores_is_reported_as_failed_not_a_crash(tmp_pat
         (["--eval-every", "250"], "error: --eval-every: must be a positive multiple of --log-every=100, got 250"),
         (["--eval-episodes", "0"], "error: --eval-episodes: must be an integer >= 1, got 0"),
         (["--workers", "0"], "error: --workers: must be an integer >= 1, got 0"),
+        (["--backend", "ray", "--cpus-per-run", "0"], "error: --cpus-per-run: must be a number in (0, inf), got 0.0"),
+        (["--gpus-per-run", "-0.5"], "error: --gpus-per-run: must be a number in [0, inf), got -0.5"),
+        (["--max-retries", "-1"], "error: --max-retries: must be an integer >= 0, got -1"),
+        (
+            ["--address", "auto"],
+            "error: --address: must be left unset with --backend local (it is an option of --backend ray), got 'auto'",
+        ),
+        (
+            ["--backend", "ray", "--workers", "2"],
+            "error: --workers: must be left unset with --backend ray (it is an option of --backend local), got 2",
+        ),
     ],
 )
 def test_a_bad_setting_stops_the_sweep_before_the_grid_with_exit_2(argv, message, tmp_path, capsys):
@@ -113,3 +134,151 @@ def test_help_names_the_module_command(capsys):
         main(["--help"])
     out = capsys.readouterr().out
     assert exit_info.value.code == 0 and "usage: python -m deep.sweep " in out and "/deep/sweep.py" not in out
+
+
+def test_preset_table2_is_the_papers_grid_with_each_tasks_schedule_and_the_flags_narrow_it(tmp_path):
+    config = SweepConfig(preset="table2", out_dir=str(tmp_path / "runs"))
+    assert config.tasks == ("cn", "pp", "world", "halfcheetah")
+    assert config.datasets == ("random", "medium-replay", "medium", "expert")
+    assert config.seeds == (0, 1, 2, 3, 4)
+    # every implemented method the paper's tables report (ICQL-QS: Table 1), none it does not
+    in_paper = {method for row in TABLE_2.values() for method in row} | {"icql-qs"}
+    assert set(config.algos) == in_paper & set(ALGORITHMS) and {"spacql", "icql-qs", "cfcql", "macql"} <= set(
+        config.algos
+    )
+    assert config.algos[0] == "spacql"
+    runs = run_configs(config)
+    assert len(runs) == 4 * 4 * len(config.algos) * 5
+    schedule = {run.task: validate_settings(run)[1] for run in runs}
+    assert schedule == {"cn": 10_000, "pp": 10_000, "world": 25_000, "halfcheetah": 500_000}
+
+    narrowed = SweepConfig(preset="table2", tasks=("pp", "world"), algos=("spacql", "cfcql"))
+    assert (narrowed.tasks, narrowed.algos, narrowed.seeds) == (("pp", "world"), ("spacql", "cfcql"), (0, 1, 2, 3, 4))
+    assert SweepConfig().tasks == ("cn",) and SweepConfig().seeds == (0, 1, 2)  # no preset: the old defaults
+
+    argv = ["--preset", "table2", "--task", "pp", "--algos", "spacql", "--table-only", "--out-dir", str(tmp_path)]
+    assert main(argv) == 0
+    cells = json.loads((tmp_path / "results.json").read_text())["cells"]
+    assert set(cells) == {f"pp/spacql/{quality}" for quality in config.datasets}
+
+
+def _summary(task, algo, wall_time_s, updates):
+    return {"task": task, "algo": algo, "wall_time_s": wall_time_s, "updates": updates}
+
+
+def test_the_eta_comes_from_the_measured_speed_of_finished_runs(tmp_path):
+    config = SweepConfig(tasks=("cn", "pp"), algos=("spacql", "cfcql"), datasets=("random",), seeds=(0, 1))
+    runs = run_configs(replace(config, out_dir=str(tmp_path)))  # 10k updates each
+    cn = [run for run in runs if run.task == "cn"]
+    eta = Eta(slots=2)
+    assert eta.text(runs) == "ETA: once a run of cn, pp has finished"
+    eta.add(_summary("cn", "spacql", 600.0, 10_000))  # 0.06 s per update
+    eta.add(_summary("cn", "spacql", 1800.0, 10_000))  # mean 0.12 s per update
+    # cfcql on cn: not measured, so the task's speed; pp: unknown
+    assert eta.text(cn) == "ETA 40m"  # 4 runs x 10k updates x 0.12 s / 2 slots
+    assert eta.text(runs) == "ETA > 40m (plus the runs of pp: none finished yet)"
+    eta.add(_summary("cn", "cfcql", 120.0, 10_000))  # its own speed now: 0.012 s per update
+    assert eta.text(cn) == "ETA 22m"  # (2 x 1200 s + 2 x 120 s) / 2
+    # a resumed run counts the updates it has left
+    Path(cn[0].out_dir).mkdir(parents=True)
+    (Path(cn[0].out_dir) / "metrics.jsonl").write_text('{"update": 100}\n{"update": 5000}\n')
+    assert cn[0].algo == "spacql" and eta.text(cn) == "ETA 17m"  # (1200 s / 2 + 1200 s + 240 s) / 2
+    assert eta.text([]) == "ETA 0s"
+
+
+def test_the_sweep_prints_its_progress_and_eta(tmp_path, capsys):
+    config = tiny_sweep_config(tmp_path, algos=("spacql", "cfcql"), datasets=("random",), seeds=(0,))
+    sweep(config, **TINY)
+    out = capsys.readouterr().out
+    assert "2 run(s) to train (0 resumed) on local, 1 at a time; ETA: once a run of cn has finished" in out
+    assert "done [1/2]" in out and "; ETA " in out.split("done [1/2]")[1].splitlines()[0]
+    assert "done [2/2]" in out and out.split("done [2/2]")[1].splitlines()[0].endswith("; ETA 0s")
+
+
+def test_the_ray_backend_without_ray_installed_is_a_user_error(tmp_path, capsys, monkeypatch):
+    config = tiny_sweep_config(tmp_path, algos=("spacql",), datasets=("random",), seeds=(0,))
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    argv = ["--backend", "ray", "--algos", "spacql", "--datasets", "random", "--seeds", "0"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--data-dir", config.data_dir, "--out-dir", config.out_dir])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "error: --backend ray: needs ray: pip install -c constraints.txt -e '.[ray]'\n"
+    assert not list((tmp_path / "runs").glob("cn-*"))
+
+
+def test_an_address_without_a_ray_cluster_is_a_user_error(tmp_path, capsys):
+    import ray
+
+    if ray.is_initialized():
+        pytest.skip("this process is connected to the module's cluster already")
+    config = tiny_sweep_config(tmp_path, algos=("spacql",), datasets=("random",), seeds=(0,))
+    argv = ["--backend", "ray", "--address", "auto", "--algos", "spacql", "--datasets", "random", "--seeds", "0"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--data-dir", config.data_dir, "--out-dir", config.out_dir])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.startswith("error: --address: no Ray cluster at 'auto': ")
+    assert err.count("\n") == 1
+
+
+# Ray: one local cluster for the module (its start takes ~30 s on 2 busy cores).
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False)
+    yield ray
+    ray.shutdown()
+
+
+def _rows(out_dir: Path) -> list[dict]:
+    """metrics.jsonl without wall times (the rest is the same for the same run on the CPU)."""
+    rows = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{key: value for key, value in row.items() if key != "wall_time_s"} for row in rows]
+
+
+def test_the_ray_backend_trains_the_grid_as_the_local_backend_does(tmp_path, ray_cluster):
+    local = tiny_sweep_config(tmp_path, algos=("spacql", "cfcql"), datasets=("random", "expert"), seeds=(0,))
+    on_ray = replace(local, out_dir=str(tmp_path / "ray"), backend="ray", cpus_per_run=1.0)
+    local_cells, local_failures = sweep(local, **TINY)
+    ray_cells, ray_failures = sweep(on_ray, **TINY)
+    # the same run directories, metrics and scores; the missing expert dataset fails its runs on both,
+    # with its own error (the command that builds it), and stops neither the grid nor the other runs
+    for algo in ("spacql", "cfcql"):
+        name = f"cn-random-{algo}-seed0"
+        assert _rows(tmp_path / "ray" / name) == _rows(tmp_path / "runs" / name)
+    for key, cell in local_cells.items():
+        assert {k: v for k, v in ray_cells[key].items() if k != "failed_runs"} == {
+            k: v for k, v in cell.items() if k != "failed_runs"
+        }
+    assert ray_cells["cn/spacql/random"]["seeds"] == 1 and ray_cells["cn/spacql/expert"]["failed"] == 1
+    assert len(ray_failures) == len(local_failures) == 2
+    assert all("MissingDatasetError" in line and "deep/collect.py" in line for line in ray_failures)
+    assert (tmp_path / "ray" / "results.md").read_text() == (tmp_path / "runs" / "results.md").read_text()
+
+
+def test_a_ray_run_whose_worker_is_killed_resumes_its_checkpoint_to_the_same_result(tmp_path, ray_cluster):
+    local = tiny_sweep_config(tmp_path, algos=("spacql",), datasets=("random",), seeds=(0,), updates=300)
+    on_ray = replace(local, out_dir=str(tmp_path / "ray"), backend="ray", max_retries=1)
+    sweep(local, **TINY)
+    out_dir = tmp_path / "ray" / "cn-random-spacql-seed0"
+    outcome = []
+    sweeping = threading.Thread(target=lambda: outcome.append(sweep(on_ray, **TINY)))
+    sweeping.start()
+    deadline = time.monotonic() + 60
+    while not (out_dir / "checkpoint.pt").is_file() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    first_row = (out_dir / "metrics.jsonl").read_text().splitlines()[0]
+    worker = int((out_dir / ".lock").read_text())  # the pid of the process training the run
+    assert worker != os.getpid()
+    os.kill(worker, signal.SIGKILL)
+    sweeping.join(timeout=120)
+    (cells, failures) = outcome[0]
+    assert failures == [] and cells["cn/spacql/random"]["seeds"] == 1
+    assert int((out_dir / ".lock").read_text()) != worker  # a second worker finished it...
+    assert (out_dir / "metrics.jsonl").read_text().splitlines()[0] == first_row  # ...from the checkpoint
+    local_summary = json.loads((tmp_path / "runs" / "cn-random-spacql-seed0" / "summary.json").read_text())
+    ray_summary = json.loads((out_dir / "summary.json").read_text())
+    assert ray_summary["final_normalized_score"] == local_summary["final_normalized_score"]
+    assert _rows(out_dir) == _rows(tmp_path / "runs" / "cn-random-spacql-seed0")
