@@ -1,22 +1,40 @@
 """SPaCQL, ICQL-QS, CFCQL and MACQL: one offline actor-critic, four choices of target and penalty.
 
-The family shares everything but two pieces (paper, "SPaCQL: An Adaptive Mixture of Partial Backups"):
+The family shares everything but two pieces (paper, "SPaCQL: An Adaptive Mixture of Partial Backups"),
+and the size of the critic ensemble:
 
-=====================  ==============================================  ===============================
-algorithm              Bellman target (:mod:`deep.targets`)            penalty (:mod:`deep.penalties`)
-=====================  ==============================================  ===============================
-``spacql``             soft-partial, inverse-std weights (eq. 3-7)     counterfactual (eq. 5's xi_c)
-``icql-qs``            individual, averaged over agents (eq. 1-2, 15)  counterfactual
-``cfcql``              full joint                                      counterfactual
-``macql``              full joint                                      joint
-``spacql-fixed-k``     one random subset of ``k`` agents (ablation)    counterfactual
-``spacql-uniform``     soft-partial, uniform weights (ablation)        counterfactual
-=====================  ==============================================  ===============================
+=====================  ==============================================  ===============================  =======
+algorithm              Bellman target (:mod:`deep.targets`)            penalty (:mod:`deep.penalties`)  critics
+=====================  ==============================================  ===============================  =======
+``spacql``             soft-partial, inverse-std weights (eq. 3-7)     counterfactual (eq. 5's xi_c)    10
+``icql-qs``            individual, averaged over agents (eq. 1-2, 15)  counterfactual                   10
+``cfcql``              full joint                                      counterfactual                   2
+``macql``              full joint                                      joint                            2
+``spacql-fixed-k``     one random subset of ``k`` agents (ablation)    counterfactual                   10
+``spacql-uniform``     soft-partial, uniform weights (ablation)        counterfactual                   10
+=====================  ==============================================  ===============================  =======
+
+CFCQL and MACQL run as in CFCQL's code: twin critics (``DoubleMLPNetwork``, the minimum of the two in
+the target). SPaCQL and its variants use the paper's "ensemble of 10 Q-networks" on the same network.
+
+The networks are CFCQL's (``utils/networks.py``): an input ``BatchNorm1d`` (:class:`deep.networks.InputNorm`,
+``input_norm``), then Linear-ReLU-Linear-ReLU-Linear. The critic ensemble shares one normalization of
+its input ``[state, a_1..a_n]`` (CFCQL's twin heads share one ``in_fn``); each agent's actor has its own.
+SPaCQL and ICQL-QS get it too: the paper keeps "all hyperparameters ... identical to those specified
+in the original CFCQL paper" for SPaCQL and the CFCQL baseline alike, and the normalization is part of
+CFCQL's network, not a separate choice. As in CFCQL, every network is in training mode throughout the
+updates, so each forward pass normalizes with its own batch statistics: the target actors on
+``o'``, the target critics on the ``K x B`` candidate next joint actions, the critics on the batch, on
+each penalty sample source (``n x samples x B`` rows each) and in the actor loss on the ``n x B``
+joint actions. Only the evaluation of the actors uses the running statistics (CFCQL's
+``prep_rollouts``; deep/train.py). The running statistics are buffers: in ``state_dict`` and so in
+the checkpoints; the targets' are their own (Polyak averaging moves parameters only, as CFCQL's).
 
 One update (Algorithm 1, with CFCQL's schedule, which the paper reuses):
 
-- critic: ``sum_e E_B[(Q_e(s, a) - y)^2] + alpha sum_e xi_e`` over an ensemble of ``E = 10``
-  critics evaluated in one batched matmul, gradient norm clipped to 0.5 per member;
+- critic: ``sum_e E_B[(Q_e(s, a) - y)^2] + alpha sum_e xi_e`` over the ``E`` critics evaluated in one
+  batched matmul, the gradient norm of the whole critic (every member and the shared input
+  normalization) clipped to 0.5 at once, as CFCQL's ``clip_grad_norm_(critic.parameters(), 0.5)``;
 - actor (every ``policy_delay = 5`` critic updates, right after the critic step): per agent i,
   maximize ``Q_1(s, a_1..pi_i(o_i)..a_n)`` with the other agents' *dataset* actions (line 20), plus
   CFCQL's action L2 penalty ``1e-3 E[pi_i(o_i)^2]``, gradient norm clipped to 0.5 per agent;
@@ -27,7 +45,8 @@ One update (Algorithm 1, with CFCQL's schedule, which the paper reuses):
 Everything random is drawn from one ``torch.Generator`` on the device before the losses
 (:meth:`OfflineLearner.draw_noise`), so the loss functions are pure tensor code (compilable) and a
 run is reproducible bit for bit on the CPU. Metrics stay on the device; nothing in
-:meth:`OfflineLearner.update` synchronizes with the host.
+:meth:`OfflineLearner.update` synchronizes with the host. On the CPU (eager) the targets and penalties
+run their candidates in cache-sized blocks (:class:`deep.networks.ChunkedCandidateMLP`).
 """
 
 from __future__ import annotations
@@ -35,7 +54,7 @@ from __future__ import annotations
 import copy
 import ctypes
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -46,22 +65,48 @@ from .networks import Actors, Critics, soft_update
 
 Algorithm = Literal["spacql", "icql-qs", "cfcql", "macql", "spacql-fixed-k", "spacql-uniform"]
 
-# algorithm -> (target scheme, weighting, penalty)
-ALGORITHMS: dict[str, tuple[str, str, str]] = {
-    "spacql": ("soft-partial", "inverse-std", "counterfactual"),
-    "icql-qs": ("individual", "uniform", "counterfactual"),
-    "cfcql": ("joint", "uniform", "counterfactual"),
-    "macql": ("joint", "uniform", "joint"),
-    "spacql-fixed-k": ("fixed-k", "uniform", "counterfactual"),
-    "spacql-uniform": ("soft-partial", "uniform", "counterfactual"),
+
+class AlgorithmSpec(NamedTuple):
+    """What distinguishes one algorithm of the family (module docstring's table)."""
+
+    scheme: str  # deep.targets scheme
+    weighting: str  # deep.targets weighting
+    penalty: str  # "counterfactual" or "joint"
+    n_critics: int  # default ensemble size E
+
+
+ALGORITHMS: dict[str, AlgorithmSpec] = {
+    "spacql": AlgorithmSpec("soft-partial", "inverse-std", "counterfactual", 10),
+    "icql-qs": AlgorithmSpec("individual", "uniform", "counterfactual", 10),
+    "cfcql": AlgorithmSpec("joint", "uniform", "counterfactual", 2),
+    "macql": AlgorithmSpec("joint", "uniform", "joint", 2),
+    "spacql-fixed-k": AlgorithmSpec("fixed-k", "uniform", "counterfactual", 10),
+    "spacql-uniform": AlgorithmSpec("soft-partial", "uniform", "counterfactual", 10),
 }
 
-# CFCQL's settings (Shao et al. 2023, continuous code thu-rllab/CFCQL: main.py, algorithms/maddpg_cc.py;
-# summarized in notes/baselines.md), which the paper reuses for SPaCQL and CFCQL alike.
+# CFCQL's settings (Shao et al. 2023, continuous code thu-rllab/CFCQL: main.py, algorithms/maddpg_cc.py,
+# utils/networks.py; summarized in notes/baselines.md), which the paper reuses for SPaCQL and CFCQL alike.
 # "rounds": CFCQL's MPE schedule runs one round every 100 of its 'steps' (steps_per_update = 100; 20 on
 # World), a round being 1 critic+actor update and ca_ratio - 1 = 4 more critic updates; ~2k rounds were
 # reported for CN/PP, ~5k for World, ~100k for HalfCheetah. One round = policy_delay = 5 critic updates
 # here, so the default number of (critic) updates is 5 x rounds.
+#
+# gamma on HalfCheetah: CFCQL's main.py sets config.gamma = 0.99 for HalfCheetah-v2, but never passes
+# gamma to MATD3CC.init_from_env, whose default gamma=0.95 is what its learner uses (tau, lr, hidden_dim
+# and batch_size are passed). Its HalfCheetah results, which the paper reports for CFCQL, were trained
+# with 0.95, and so is the table's default here ("as the authors ran it"); --gamma 0.99 gives the
+# intended value.
+#
+# Remaining differences from CFCQL's code (continuous/, the paper's command --cql --cf_cql
+# --central_critic; MACQL: without --cf_cql):
+# - MaMuJoCo counterfactual penalty: CFCQL pairs the current-policy samples' Q with the next-policy
+#   samples' log-density and vice versa (Q_list and pi_list in maddpg_cc.py list them in opposite
+#   orders); here each sample has its own density. CFCQL also jitters the other agents' dataset actions
+#   by Uniform(-1e-5, 1e-5) (beta_action_noise) there; here they are exact.
+# - CFCQL's schedule runs num_steps / steps_per_update + 1 rounds (t = 0..num_steps inclusive): one more
+#   than ROUNDS.
+# - Random numbers come from one torch.Generator in another order; the batch is sampled on the device.
+# - The InputNorm keeps no num_batches_tracked counter (BatchNorm1d with momentum 0.1 never reads it).
 HYPERPARAMETERS: dict[str, dict] = {
     "mpe": {
         "hidden": 64,
@@ -75,7 +120,7 @@ HYPERPARAMETERS: dict[str, dict] = {
         "hidden": 256,
         "batch_size": 256,
         "lr": 3e-4,
-        "gamma": 0.99,
+        "gamma": 0.95,  # what CFCQL's learner ran with (see above), not main.py's unused 0.99
         "tau": 0.005,
         "penalty_policy_samples": True,  # MaMuJoCo: uniform, current-policy and next-policy actions
     },
@@ -90,28 +135,31 @@ CQL_ALPHA: dict[str, dict[str, float]] = {
     "halfcheetah": {"random": 0.1, "medium-replay": 0.4, "medium": 1.0, "expert": 1.7},
 }
 SHARED = {
-    "n_critics": 10,  # the paper's ensemble ("an ensemble of 10 Q-networks")
+    "input_norm": True,  # CFCQL's networks: BatchNorm1d on the input (weight 1, bias 0), in training mode
     "policy_delay": 5,  # CFCQL ca_ratio: critic updates per actor update
     "target_noise": 0.05,  # CFCQL action_noise_scale (target policy smoothing, no noise clip)
     "n_sampled_actions": 10,  # CFCQL num_sampled_actions, per sample source
     "policy_sample_noise": 0.2,  # CFCQL cql_sample_noise_level
     "lse_temperature": 1.0,  # CFCQL lse_temp
-    "grad_clip": 0.5,  # clip_grad_norm_(..., 0.5) for the critic and each actor
+    "grad_clip": 0.5,  # clip_grad_norm_(..., 0.5) for the whole critic and each actor
     "action_l2": 1e-3,  # pol_loss += (pi_i(o_i) ** 2).mean() * 1e-3
 }
 
 
-def default_hyperparameters(task: str, dataset: str) -> dict:
-    """The table's values for (task, dataset): CFCQL's settings, the CQL alpha and the default update count."""
+def default_hyperparameters(task: str, dataset: str, algo: str = "spacql") -> dict:
+    """The table's values for (task, dataset, algo): CFCQL's settings, CQL alpha, ``n_critics``, update count."""
     if task not in ROUNDS:
         raise ValueError(f"task must be one of {tuple(ROUNDS)}, got {task!r}")
     if dataset not in CQL_ALPHA[task]:
         raise ValueError(f"dataset must be one of {tuple(CQL_ALPHA[task])}, got {dataset!r}")
+    if algo not in ALGORITHMS:
+        raise ValueError(f"algo must be one of {tuple(ALGORITHMS)}, got {algo!r}")
     family = HYPERPARAMETERS["halfcheetah" if task == "halfcheetah" else "mpe"]
     return {
         **SHARED,
         **family,
         **TASK_OVERRIDES.get(task, {}),
+        "n_critics": ALGORITHMS[algo].n_critics,
         "cql_alpha": CQL_ALPHA[task][dataset],
         "updates": ROUNDS[task] * SHARED["policy_delay"],
     }
@@ -123,6 +171,7 @@ class LearnerSettings:
 
     algo: str
     n_critics: int
+    input_norm: bool
     hidden: int
     batch_size: int
     lr: float
@@ -145,15 +194,15 @@ class LearnerSettings:
 
     @property
     def scheme(self) -> str:
-        return ALGORITHMS[self.algo][0]
+        return ALGORITHMS[self.algo].scheme
 
     @property
     def weighting(self) -> str:
-        return ALGORITHMS[self.algo][1]
+        return ALGORITHMS[self.algo].weighting
 
     @property
     def penalty(self) -> str:
-        return ALGORITHMS[self.algo][2]
+        return ALGORITHMS[self.algo].penalty
 
 
 class DeviceDataset:
@@ -179,10 +228,11 @@ def action_mask(act_dims, act_dim: int, device=None) -> torch.Tensor:
 
 
 def clip_grad_norm_per_member(parameters, max_norm: float) -> torch.Tensor:
-    """Clip the gradient of each ensemble member (leading axis ``M`` of every parameter) to ``max_norm``.
+    """Clip the gradient of each batched member (leading axis ``M`` of every parameter) to ``max_norm``.
 
-    Batched parameters hold M independent networks, so each member is clipped by its own norm, as
-    separate networks would be. No host synchronization. Returns the norms before clipping ``[M]``.
+    Batched parameters hold M independent networks (the actors: one per agent, each with its own
+    input normalization), so each member is clipped by its own norm, as CFCQL clips each agent's
+    policy. No host synchronization. Returns the norms before clipping ``[M]``.
     """
     grads = [p.grad for p in parameters if p.grad is not None]
     norms = torch.stack([g.flatten(1).pow(2).sum(dim=1) for g in grads]).sum(dim=0).sqrt()  # [M]
@@ -218,8 +268,10 @@ class OfflineLearner:
         self.settings, self.device = settings, torch.device(device)
         self.n_agents, self.act_dim = n_agents, max(act_dims)
         self.action_mask = action_mask(act_dims, self.act_dim, self.device)  # [n, act]
-        self.actors = Actors(n_agents, obs_dim, self.act_dim, settings.hidden).to(self.device)
-        self.critics = Critics(settings.n_critics, state_dim, n_agents, self.act_dim, settings.hidden).to(self.device)
+        self.actors = Actors(n_agents, obs_dim, self.act_dim, settings.hidden, settings.input_norm).to(self.device)
+        self.critics = Critics(
+            settings.n_critics, state_dim, n_agents, self.act_dim, settings.hidden, settings.input_norm
+        ).to(self.device)
         self.target_actors = copy.deepcopy(self.actors).requires_grad_(False)
         self.target_critics = copy.deepcopy(self.critics).requires_grad_(False)
         self.actor_optimizer = torch.optim.Adam(self.actors.parameters(), lr=settings.lr)
@@ -228,6 +280,7 @@ class OfflineLearner:
         self.critic_losses = self._critic_losses
         self.actor_loss = self._actor_loss
         self.compiled_cuda_graphs = False
+        self.chunked = self.device.type == "cpu"  # candidates in cache-sized blocks (eager CPU only)
 
     def compile(self, mode: str | None = None) -> None:
         """Compile the loss functions (forward and backward) with ``torch.compile``.
@@ -235,8 +288,10 @@ class OfflineLearner:
         ``mode="reduce-overhead"`` captures them as CUDA graphs on a GPU; the optimizer steps and the
         noise stay eager. Results match eager up to rounding, not bit for bit. On this CPU (one thread)
         the compiled update was 2x *slower* than eager (benchmarks/bench_offline_updates.py --compile).
+        The targets and penalties then evaluate their candidates as whole tensors (``chunked`` off).
         """
         self.compiled_cuda_graphs = mode == "reduce-overhead" and self.device.type == "cuda"
+        self.chunked = False
         self.critic_losses = torch.compile(self._critic_losses, mode=mode, fullgraph=True)
         self.actor_loss = torch.compile(self._actor_loss, mode=mode, fullgraph=True)
 
@@ -281,26 +336,22 @@ class OfflineLearner:
                 s.gamma,
                 s.weighting,
                 self.critics,
+                self.chunked,
             )
-            samples, log_density = penalties.uniform_samples(noise["uniform"], mask)
+            # each source is one critic call (its own batch statistics), as in CFCQL
+            sources = [penalties.uniform_samples(noise["uniform"], mask)]
             if s.penalty_policy_samples:
-                current = penalties.policy_samples(
-                    self.act(batch["obs"]), noise["policy"][0], s.policy_sample_noise, mask
-                )
-                following = penalties.policy_samples(
-                    self.act(batch["next_obs"]), noise["policy"][1], s.policy_sample_noise, mask
-                )
-                samples = torch.cat([samples, current[0], following[0]])
-                log_density = torch.cat([log_density, current[1], following[1]])
+                for obs, normal in ((batch["obs"], noise["policy"][0]), (batch["next_obs"], noise["policy"][1])):
+                    sources.append(penalties.policy_samples(self.act(obs), normal, s.policy_sample_noise, mask))
         q_data = self.critics(batch["state"], batch["actions"])  # [E, B]
         td = ((q_data - target.y) ** 2).mean(dim=1)  # [E]
         if s.penalty == "counterfactual":
             penalty = penalties.counterfactual_penalty(
-                self.critics, batch["state"], batch["actions"], q_data, samples, log_density, s.lse_temperature
+                self.critics, batch["state"], batch["actions"], q_data, sources, s.lse_temperature, self.chunked
             )
         else:
             penalty = penalties.joint_penalty(
-                self.critics, batch["state"], q_data, samples, log_density, s.lse_temperature
+                self.critics, batch["state"], q_data, sources, s.lse_temperature, self.chunked
             )
         loss = td.sum() + s.cql_alpha * penalty.sum()
         metrics = {
@@ -337,7 +388,7 @@ class OfflineLearner:
             metrics = {key: value.clone() for key, value in metrics.items()}
         self.critic_optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        clip_grad_norm_per_member(list(self.critics.parameters()), s.grad_clip)
+        torch.nn.utils.clip_grad_norm_(self.critics.parameters(), s.grad_clip)  # one norm: the whole critic
         self.critic_optimizer.step()
         if self.updates % s.policy_delay == 0:
             actor_loss, q_policy = self.actor_loss(batch)

@@ -137,6 +137,7 @@ def partial_target(
     gamma: float,
     weighting: Weighting = "uniform",
     critics: Critics | None = None,
+    chunked: bool = False,
 ) -> Target:
     """``y = r + gamma (1 - terminal) sum_k w_k min_e Q'_e(s', a'^(k))`` for the candidates of ``masks``.
 
@@ -158,17 +159,19 @@ def partial_target(
         ``uniform``: ``w_k = 1/K``; ``inverse-std``: eq. 7 with ``u_k`` from ``critics``.
     critics : Critics, optional
         The current ensemble, required by ``inverse-std``.
+    chunked : bool
+        Evaluate the candidates in cache-sized blocks (:class:`deep.networks.ChunkedCandidateMLP`).
     """
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
     candidates = replace_actions(next_actions, policy_next_actions, masks)  # [K, B, n, act]
-    q_target = target_critics.candidates(next_state, candidates)  # [E, K, B]
+    q_target = target_critics.candidates(next_state, candidates, chunked=chunked)  # [E, K, B]
     target_std = q_target.std(dim=0, correction=0)  # [K, B]
     current_std = None
     if weighting == "inverse-std":
         if critics is None:
             raise ValueError("critics: the inverse-std weighting needs the current ensemble")
-        current_std = critics.candidates(next_state, candidates).std(dim=0, correction=0)  # [K, B]
+        current_std = critics.candidates(next_state, candidates, chunked=chunked).std(dim=0, correction=0)  # [K, B]
         weights = inverse_std_weights(current_std)
     else:
         weights = torch.full_like(target_std, 1.0 / masks.shape[0])

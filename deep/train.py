@@ -112,7 +112,8 @@ class TrainConfig:
     k: int = 1
     """Subset size of spacql-fixed-k."""
     n_critics: int | None = None
-    """Ensemble size E (default 10, the paper's)."""
+    """Critics E: default 10 for spacql, icql-qs and the ablations (the paper's ensemble), 2 for cfcql and macql
+    (CFCQL's twin critics)."""
     cql_alpha: float | None = None
     """Weight of the conservative penalty; default: CFCQL's value for (task, dataset)."""
     hidden: int | None = None
@@ -122,7 +123,7 @@ class TrainConfig:
     lr: float | None = None
     """Adam learning rate of actors and critics; default 0.01 (CN), 1e-3 (PP, World), 3e-4 (HalfCheetah)."""
     gamma: float | None = None
-    """Discount; default 0.95 (MPE) or 0.99 (HalfCheetah)."""
+    """Discount; default 0.95 (also on HalfCheetah: CFCQL's learner never receives its main.py's 0.99)."""
     tau: float | None = None
     """Polyak rate of the targets; default 0.01 (MPE) or 0.005 (HalfCheetah)."""
     policy_delay: int | None = None
@@ -438,6 +439,7 @@ def _train_in(
         row |= metric_log.row()
         evaluate = learner.updates % config.eval_every == 0 or done
         if evaluate:
+            learner.actors.eval()  # the input normalization's running statistics, as CFCQL's prep_rollouts
             returns = team_returns(
                 config.task,
                 deterministic_policy(learner.actors),
@@ -445,6 +447,7 @@ def _train_in(
                 seed=EVAL_SEED + config.seed,
                 opponent=opponent,
             )
+            learner.actors.train()
             report = evaluation_report(returns, reference)
             row |= {
                 "return_mean": report["return_mean"],

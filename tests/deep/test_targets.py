@@ -7,6 +7,7 @@ import itertools
 import pytest
 import torch
 
+from deep import networks
 from deep.networks import Critics
 from deep.targets import (
     STD_FLOOR,
@@ -82,6 +83,41 @@ def test_target_equals_the_per_transition_loop(scheme, weighting, n_agents, seed
     torch.testing.assert_close(fast.y, slow, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(fast.weights.sum(dim=0), torch.ones(inputs["rewards"].shape[0]))
     assert not fast.y.requires_grad and not fast.weights.requires_grad
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+@pytest.mark.parametrize(("scheme", "weighting"), [("joint", "uniform"), ("soft-partial", "inverse-std")])
+def test_target_with_input_norm_normalizes_over_all_candidates_in_one_call(scheme, weighting, chunked, monkeypatch):
+    """CFCQL's critics normalize with the batch statistics of the call: here the K x B candidate rows."""
+    monkeypatch.setattr(networks, "block_rows", lambda members, hidden: 4)
+    torch.manual_seed(0)
+    n_agents, batch = 3, 6
+    critics, target_critics = (Critics(4, 5, n_agents, 2, 8, input_norm=True) for _ in range(2))
+    _, _, inputs = setup(0, n_agents)
+    inputs["next_state"] = inputs["next_state"] * 3 + 2
+    masks = replacement_masks(scheme, torch.rand(n_candidates(scheme, n_agents), batch, n_agents))
+    fast = partial_target(
+        **inputs,
+        masks=masks,
+        target_critics=target_critics,
+        gamma=0.9,
+        weighting=weighting,
+        critics=critics,
+        chunked=chunked,
+    )
+    candidates = torch.where(masks.unsqueeze(-1), inputs["policy_next_actions"], inputs["next_actions"])
+    n_masks = masks.shape[0]
+
+    def one_call(model):  # [E, K, B]
+        rows = model(inputs["next_state"].repeat(n_masks, 1), candidates.flatten(0, 1))
+        return rows.view(-1, n_masks, batch)
+
+    q = one_call(target_critics)
+    weights = torch.full((n_masks, batch), 1.0 / n_masks)
+    if weighting == "inverse-std":
+        weights = inverse_std_weights(one_call(critics).std(dim=0, correction=0))
+    expected = inputs["rewards"] + 0.9 * (1 - inputs["terminals"]) * (weights * q.min(dim=0).values).sum(dim=0)
+    torch.testing.assert_close(fast.y, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_joint_replaces_every_agent_and_individual_exactly_one():
