@@ -369,6 +369,8 @@ CLI_ERRORS = {  # arguments after "import-vault" -> the start of the one-line er
 @pytest.mark.parametrize("case", CLI_ERRORS)
 def test_import_vault_user_error_is_one_line_with_exit_status_2(tmp_path, cli_vaults, capsys, case):
     arguments, message = CLI_ERRORS[case]
+    if "--data-dir" not in arguments:  # never the working directory's data/
+        arguments += " --data-dir {tmp}/out"
     (tmp_path / "cn_expert_seed0.npz").touch()
     fields = {**cli_vaults, "tmp": tmp_path}
     assert datasets.main(["import-vault", *arguments.format(**fields).split()]) == 2
