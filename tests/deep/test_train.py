@@ -83,6 +83,32 @@ def test_resume_continues_to_the_same_result(data_dir, tmp_path):
         assert whole["summary"][key] == resumed["summary"][key]
 
 
+def test_evaluation_plays_the_actors_in_eval_mode_and_training_resumes_in_train_mode(data_dir, tmp_path, monkeypatch):
+    """CFCQL's prep_rollouts: the input normalization's running statistics act in evaluation, batch statistics in
+    training (a BatchNorm left in train mode would normalize each evaluation step by its own batch)."""
+    import deep.train
+
+    modes = []
+
+    def recording_returns(task, policy, episodes, seed, opponent=None):
+        modes.append((learner_actors[0].training, learner_actors[0].norm.training))
+        return np.zeros(episodes)
+
+    learner_actors = []
+    original = deep.train.OfflineLearner
+
+    class Recording(original):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            learner_actors.append(self.actors)
+
+    monkeypatch.setattr(deep.train, "OfflineLearner", Recording)
+    monkeypatch.setattr(deep.train, "team_returns", recording_returns)
+    result = train(tiny_train_config(data_dir, tmp_path, updates=200))
+    assert modes == [(False, False), (False, False)]  # the evaluations at 100 and 200 updates
+    assert result["learner"].actors.training
+
+
 def test_same_seed_same_run_other_seed_differs(data_dir, tmp_path):
     first = train(tiny_train_config(data_dir, tmp_path / "a", updates=100))
     second = train(tiny_train_config(data_dir, tmp_path / "b", updates=100))
