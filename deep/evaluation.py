@@ -70,13 +70,19 @@ def evaluation_report(returns: np.ndarray, reference: dict | None = None) -> dic
 
 
 def load_actor(path, task: str, hidden: int) -> Actors:
-    """Load actor weights of ``task``'s team written by the trainer (``weights_only``: no code runs on load)."""
+    """Load actor weights of ``task``'s team written by a trainer (``weights_only``: no code runs on load).
+
+    The weights say whether the actors normalize their input (``norm.*`` entries: the offline learners'
+    ``actor.pt``) or not (MATD3's behavior actors); the actors come back in evaluation mode.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
             f"path: no actor weights at {path}; train them with python -m deep.behavior --task {task}"
         )
     spec = task_spec(task)
-    actors = Actors(spec.n_agents, spec.obs_dim, spec.act_dim, hidden)
-    actors.load_state_dict(torch.load(path, weights_only=True, map_location="cpu"))
+    state = torch.load(path, weights_only=True, map_location="cpu")
+    input_norm = any(name.startswith("norm.") for name in state)
+    actors = Actors(spec.n_agents, spec.obs_dim, spec.act_dim, hidden, input_norm=input_norm)
+    actors.load_state_dict(state)
     return actors.eval()

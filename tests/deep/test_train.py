@@ -109,6 +109,20 @@ def test_evaluation_plays_the_actors_in_eval_mode_and_training_resumes_in_train_
     assert result["learner"].actors.training
 
 
+def test_the_trained_actor_file_loads_and_acts_as_the_learner_evaluated_it(data_dir, tmp_path):
+    """actor.pt (with its input normalization) through deep.evaluation.load_actor: the learner's eval-mode actions."""
+    from deep.evaluation import load_actor
+
+    result = train(tiny_train_config(data_dir, tmp_path, updates=100))
+    learner = result["learner"]
+    loaded = load_actor(tmp_path / "actor.pt", "cn", learner.settings.hidden)
+    assert loaded.norm is not None and not loaded.training
+    obs = torch.randn(16, 3, 18)
+    learner.actors.eval()
+    with torch.no_grad():
+        assert torch.equal(loaded(obs), learner.actors(obs))
+
+
 def test_same_seed_same_run_other_seed_differs(data_dir, tmp_path):
     first = train(tiny_train_config(data_dir, tmp_path / "a", updates=100))
     second = train(tiny_train_config(data_dir, tmp_path / "b", updates=100))
