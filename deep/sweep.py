@@ -347,8 +347,9 @@ class RayBackend:
                     outcome = error
                 yield run, outcome
         finally:  # an interrupted sweep stops its runs; the next one resumes them
-            for ref in pending:
-                ray.cancel(ref, force=True)
+            if ray.is_initialized():  # a driver that lost its cluster has nothing left to cancel
+                for ref in pending:
+                    ray.cancel(ref, force=True)
 
 
 def _absolute(path: str) -> str:

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sys
-import threading
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -256,29 +252,3 @@ def test_the_ray_backend_trains_the_grid_as_the_local_backend_does(tmp_path, ray
     assert len(ray_failures) == len(local_failures) == 2
     assert all("MissingDatasetError" in line and "deep/collect.py" in line for line in ray_failures)
     assert (tmp_path / "ray" / "results.md").read_text() == (tmp_path / "runs" / "results.md").read_text()
-
-
-def test_a_ray_run_whose_worker_is_killed_resumes_its_checkpoint_to_the_same_result(tmp_path, ray_cluster):
-    local = tiny_sweep_config(tmp_path, algos=("spacql",), datasets=("random",), seeds=(0,), updates=300)
-    on_ray = replace(local, out_dir=str(tmp_path / "ray"), backend="ray", max_retries=1)
-    sweep(local, **TINY)
-    out_dir = tmp_path / "ray" / "cn-random-spacql-seed0"
-    outcome = []
-    sweeping = threading.Thread(target=lambda: outcome.append(sweep(on_ray, **TINY)))
-    sweeping.start()
-    deadline = time.monotonic() + 60
-    while not (out_dir / "checkpoint.pt").is_file() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    first_row = (out_dir / "metrics.jsonl").read_text().splitlines()[0]
-    worker = int((out_dir / ".lock").read_text())  # the pid of the process training the run
-    assert worker != os.getpid()
-    os.kill(worker, signal.SIGKILL)
-    sweeping.join(timeout=120)
-    (cells, failures) = outcome[0]
-    assert failures == [] and cells["cn/spacql/random"]["seeds"] == 1
-    assert int((out_dir / ".lock").read_text()) != worker  # a second worker finished it...
-    assert (out_dir / "metrics.jsonl").read_text().splitlines()[0] == first_row  # ...from the checkpoint
-    local_summary = json.loads((tmp_path / "runs" / "cn-random-spacql-seed0" / "summary.json").read_text())
-    ray_summary = json.loads((out_dir / "summary.json").read_text())
-    assert ray_summary["final_normalized_score"] == local_summary["final_normalized_score"]
-    assert _rows(out_dir) == _rows(tmp_path / "runs" / "cn-random-spacql-seed0")
