@@ -1,4 +1,4 @@
-"""Update throughput of the offline family (deep/offline.py) on the CN and HalfCheetah settings, in one run.
+"""Update throughput of every offline method (deep/methods.py) on the CN and HalfCheetah settings, in one run.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_offline_updates.py
     python benchmarks/bench_offline_updates.py --device cuda          # adds eager vs torch.compile per algorithm
@@ -13,6 +13,10 @@ with SPaCQL's 10 critics, so that the ratio SPaCQL / CFCQL-10 measures SPaCQL's 
 partial targets and weights) at equal ensemble size; the run exits non-zero if it exceeds 2. Timings
 are interleaved across algorithms (round robin, best of ``--repeats`` rounds) so that load changes
 hit all of them alike.
+
+The decentralized baselines (omar, matd3-bc, iql) count updates as their code's rounds: one update
+trains every agent's critic (and actor) once, each agent on its own minibatch of the batch size
+(``n x B`` rows): OMAR's rectification search included; MA-TD3+BC's actor every 2nd update.
 """
 
 from __future__ import annotations
@@ -27,9 +31,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch
 
 from deep.envs import task_spec
-from deep.offline import LearnerSettings, OfflineLearner, default_hyperparameters, keep_freed_memory
+from deep.learner import keep_freed_memory
+from deep.methods import METHODS
 
-ALGOS = ("spacql", "icql-qs", "cfcql", "macql", "cfcql-10")
+ALGOS = ("spacql", "icql-qs", "cfcql", "macql", "cfcql-10", "omar", "matd3-bc", "iql")
 SETTINGS_CHANGES = {"cfcql-10": ("cfcql", {"n_critics": 10})}
 """Benchmark name -> (algorithm, changed settings); every other name is the algorithm with the table's settings."""
 MAX_RATIO = 2.0
@@ -58,11 +63,13 @@ def synthetic_data(task: str, size: int, device) -> dict[str, torch.Tensor]:
 def make_runner(task: str, name: str, device, compiled: bool):
     spec = task_spec(task)
     algo, changes = SETTINGS_CHANGES.get(name, (name, {}))
-    values = default_hyperparameters(task, "medium", algo) | changes
+    method = METHODS[algo]
+    values = method.defaults(task, "medium") | changes
     values.pop("updates")
-    settings = LearnerSettings(algo=algo, **values)
     torch.manual_seed(0)
-    learner = OfflineLearner(settings, spec.n_agents, spec.obs_dim, spec.act_dims, spec.state_dim, device)
+    learner = method.learner(
+        method.settings(algo=algo, **values), spec.n_agents, spec.obs_dim, spec.act_dims, spec.state_dim, device
+    )
     if compiled:
         learner.compile("reduce-overhead" if device.type == "cuda" else None)
     data = synthetic_data(task, 20_000, device)
@@ -74,7 +81,7 @@ def make_runner(task: str, name: str, device, compiled: bool):
             torch.cuda.synchronize()
         start = time.perf_counter()
         for _ in range(updates):
-            rows = torch.randint(20_000, (settings.batch_size,), generator=generator, device=device)
+            rows = torch.randint(20_000, (learner.batch_rows,), generator=generator, device=device)
             learner.update({key: value.index_select(0, rows) for key, value in data.items()}, generator)
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -113,7 +120,8 @@ def main(argv=None) -> int:
     for task in args.tasks:
         variants = {algo: (algo, device, False) for algo in ALGOS}
         if compare_compiled:
-            variants |= {f"{algo} (compiled)": (algo, device, True) for algo in ALGOS}
+            compilable = [name for name in ALGOS if METHODS[SETTINGS_CHANGES.get(name, (name,))[0]].compilable]
+            variants |= {f"{algo} (compiled)": (algo, device, True) for algo in compilable}
         seconds = measure(task, variants, updates, args.repeats, warmup=3 if not compare_compiled else 20)
         print(f"\n{task}: {'algorithm':<22} {'updates/s':>10} {'ms/update':>10}")
         for name, value in seconds.items():

@@ -308,6 +308,31 @@ class Critics(nn.Module):
         return candidate_mlp(actions, base, *params)  # [M, K, B]
 
 
+class AgentCritics(nn.Module):
+    """``H`` critics per agent, each on the agent's own input: ``Q_ih(x_i)``, e.g. ``x_i = [o_i, a_i]``.
+
+    The decentralized critics of OMAR, MA-TD3+BC and IQL (``DoubleMLPNetwork`` per agent in OMAR's
+    code: one ``BatchNorm1d`` on the input, then ``H = 2`` heads). ``x`` is ``[n, N, in]`` (agent-major,
+    each agent its own rows), the result ``[n, H, N]``. With ``input_norm`` each agent's input goes
+    through its own :class:`InputNorm`, shared by that agent's heads. The members of the batched MLP
+    are agent-major (member ``i * H + h``), so that :func:`deep.learner.clip_grad_norm_per_member`
+    with ``n_groups = n`` clips each agent's critic by its own norm.
+    """
+
+    def __init__(self, n_agents: int, n_heads: int, in_features: int, hidden: int, input_norm: bool = False):
+        super().__init__()
+        self.n_agents, self.n_heads = n_agents, n_heads
+        self.norm = InputNorm(n_agents, in_features) if input_norm else None
+        self.net = BatchedMLP(n_agents * n_heads, in_features, hidden, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.norm is not None:
+            x = self.norm(x)  # [n, N, in]
+        n, rows, features = x.shape
+        x = x.unsqueeze(1).expand(n, self.n_heads, rows, features).reshape(n * self.n_heads, rows, features)
+        return self.net(x).view(n, self.n_heads, rows)  # [n, H, N]
+
+
 def resolve_device(name: str) -> torch.device:
     """``auto`` (CUDA when available, else CPU), ``cpu`` or ``cuda``; naming ``device`` when CUDA is missing."""
     if name == "auto":

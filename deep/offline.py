@@ -52,18 +52,14 @@ run their candidates in cache-sized blocks (:class:`deep.networks.ChunkedCandida
 from __future__ import annotations
 
 import copy
-import ctypes
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
-import numpy as np
 import torch
 
 from . import penalties, targets
-from .datasets import OfflineDataset
+from .learner import action_mask, clip_grad_norm_per_member
 from .networks import Actors, Critics, soft_update
-
-Algorithm = Literal["spacql", "icql-qs", "cfcql", "macql", "spacql-fixed-k", "spacql-uniform"]
 
 
 class AlgorithmSpec(NamedTuple):
@@ -205,60 +201,6 @@ class LearnerSettings:
         return ALGORITHMS[self.algo].penalty
 
 
-class DeviceDataset:
-    """The whole dataset as tensors on the device; minibatches drawn there with ``torch.randint``."""
-
-    FIELDS = ("obs", "actions", "rewards", "next_obs", "next_actions", "terminals", "state", "next_state")
-
-    def __init__(self, dataset: OfflineDataset, device):
-        self.size = dataset.n_transitions
-        self.tensors = {
-            name: torch.as_tensor(np.asarray(getattr(dataset, name), dtype=np.float32), device=device)
-            for name in self.FIELDS
-        }
-
-    def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        rows = torch.randint(self.size, (batch_size,), generator=generator, device=generator.device)
-        return {name: tensor.index_select(0, rows) for name, tensor in self.tensors.items()}
-
-
-def action_mask(act_dims, act_dim: int, device=None) -> torch.Tensor:
-    """``[n, act_dim]`` float, 1 on agent i's first ``act_dims[i]`` entries (the rest is padding)."""
-    return (torch.arange(act_dim).unsqueeze(0) < torch.tensor(act_dims).unsqueeze(1)).float().to(device)
-
-
-def clip_grad_norm_per_member(parameters, max_norm: float) -> torch.Tensor:
-    """Clip the gradient of each batched member (leading axis ``M`` of every parameter) to ``max_norm``.
-
-    Batched parameters hold M independent networks (the actors: one per agent, each with its own
-    input normalization), so each member is clipped by its own norm, as CFCQL clips each agent's
-    policy. No host synchronization. Returns the norms before clipping ``[M]``.
-    """
-    grads = [p.grad for p in parameters if p.grad is not None]
-    norms = torch.stack([g.flatten(1).pow(2).sum(dim=1) for g in grads]).sum(dim=0).sqrt()  # [M]
-    scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
-    for g in grads:
-        g.mul_(scale.view(-1, *([1] * (g.dim() - 1))))
-    return norms
-
-
-def keep_freed_memory() -> None:
-    """Let glibc keep and reuse large freed blocks instead of returning them to the OS (CPU only).
-
-    The penalty's activations are ~80 MB tensors; above glibc's mmap threshold (at most 32 MB by
-    default) each is a fresh ``mmap`` whose pages fault in on first touch, which made the element-wise
-    operations 2-3x slower than the matmuls (measured: 0.41 s -> 0.19 s per CN penalty forward and
-    backward). A no-op where glibc's ``mallopt`` is not available.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    limit = 1 << 30
-    libc.mallopt(-1, limit)  # M_TRIM_THRESHOLD
-    libc.mallopt(-3, limit)  # M_MMAP_THRESHOLD
-
-
 class OfflineLearner:
     """Networks, optimizers and the update of one algorithm of the family (module docstring)."""
 
@@ -298,6 +240,21 @@ class OfflineLearner:
     def act(self, obs: torch.Tensor) -> torch.Tensor:
         """Deterministic team actions ``[B, n, act]``, padded entries zero."""
         return self.actors(obs) * self.action_mask
+
+    @property
+    def batch_rows(self) -> int:
+        """Dataset rows one update takes: one minibatch for the whole team."""
+        return self.settings.batch_size
+
+    def metric_names(self) -> list[str]:
+        """The metrics of an update, as metrics.csv columns: the weights ``w_k`` (and for SPaCQL ``u_k``)."""
+        s = self.settings
+        n_masks = targets.n_candidates(s.scheme, self.n_agents)
+        names = ["critic_loss", "td_loss", "penalty", "q_data", "target", "target_std"]
+        names += [f"w_{k + 1}" for k in range(n_masks)]
+        if s.weighting == "inverse-std":
+            names += [f"u_{k + 1}" for k in range(n_masks)]
+        return [*names, "actor_loss", "q_policy"]
 
     def draw_noise(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """Every random number of one critic update, drawn from ``generator`` on the device."""

@@ -1,7 +1,7 @@
 """The one place where the settings of deep/'s commands are resolved and validated (train, sweep, collect).
 
 :func:`validate_settings` checks every :class:`deep.train.TrainConfig` field (type, range, relations
-between fields) and every resolved :class:`deep.offline.LearnerSettings` value (the table's defaults
+between fields) and every resolved value of the method's settings (:mod:`deep.methods`) (the table's defaults
 overridden by the config), and returns the resolved settings and update count;
 :func:`validate_collect_config` checks every :class:`deep.collect.CollectConfig` field. Both apply
 the shared rules of :mod:`tabular.validation`: a bad setting raises :class:`SettingsError` naming the
@@ -31,7 +31,7 @@ from tabular.validation import (
 
 from .datasets import QUALITIES
 from .envs import TASKS, task_spec
-from .offline import ALGORITHMS, CQL_ALPHA, ROUNDS, LearnerSettings, default_hyperparameters
+from .methods import METHODS
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -43,6 +43,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 PROFILE_SIZES = {"small": 100_000, "full": 1_000_000}
 """deep/collect.py's ``--profile`` -> the transitions of each dataset (the original benchmark's size: full)."""
+
+
+_ALL_SETTINGS = {f.name for method in METHODS.values() for f in fields(method.settings)} - {"algo"}
+"""Every method's setting names: a config field among them applies only to the methods that have it."""
 
 
 def flag(name: str) -> str:
@@ -61,9 +65,29 @@ _REAL_RANGES = {
     "lse_temperature": (0.0, math.inf, True, True),
     "grad_clip": (0.0, math.inf, True, True),
     "action_l2": (0.0, math.inf, False, True),
+    "omar_coe": (0.0, 1.0, False, False),
+    "omar_mu": (-1.0, 1.0, False, False),
+    "omar_sigma": (0.0, math.inf, True, True),
+    "bc_alpha": (0.0, math.inf, True, True),
+    "target_noise_clip": (0.0, math.inf, False, True),
+    "expectile": (0.0, 1.0, True, True),
+    "temperature": (0.0, math.inf, False, True),
+    "advantage_clip": (0.0, math.inf, True, True),
 }
-_COUNTS = ("n_critics", "hidden", "batch_size", "policy_delay", "n_sampled_actions")
-_TABLE_NAMES = {f.name for f in fields(LearnerSettings)} - {"algo", "k"}
+_COUNTS = (
+    "n_critics",
+    "hidden",
+    "batch_size",
+    "policy_delay",
+    "n_sampled_actions",
+    "n_heads",
+    "omar_iters",
+    "omar_samples",
+    "omar_elites",
+    "cosine_updates",
+)
+_FLAGS = ("input_norm", "penalty_policy_samples", "independent_batches")
+_CHOICES = {"omar_search": ("softmax", "cem")}
 
 
 def apply_preset(config):
@@ -77,16 +101,27 @@ def apply_preset(config):
     return replace(config, **changes)
 
 
-def resolve_settings(config) -> tuple[LearnerSettings, int]:
-    """The learner's settings and the number of updates: the table's defaults, overridden by the config."""
-    table = default_hyperparameters(config.task, config.dataset, config.algo)
-    values = {name: getattr(config, name, None) for name in _TABLE_NAMES}
-    resolved = {name: table[name] if value is None else value for name, value in values.items()}
-    settings = LearnerSettings(algo=config.algo, k=config.k, **resolved)
+def _setting_names(method) -> list[str]:
+    return [f.name for f in fields(method.settings) if f.name != "algo"]
+
+
+def resolve_settings(config):
+    """The learner's settings and the number of updates: the method's table, overridden by the config.
+
+    A settings field takes the config's field of the same name where that is set (not None), else
+    the table's value.
+    """
+    method = METHODS[config.algo]
+    table = method.defaults(config.task, config.dataset)
+    resolved = {}
+    for name in _setting_names(method):
+        value = getattr(config, name, None)
+        resolved[name] = table[name] if value is None else value
+    settings = method.settings(algo=config.algo, **resolved)
     return settings, config.updates if config.updates is not None else table["updates"]
 
 
-def validate_settings(config) -> tuple[LearnerSettings, int]:
+def validate_settings(config) -> tuple:
     """Check every setting of a :class:`deep.train.TrainConfig`; returns the resolved settings and updates.
 
     Raises
@@ -94,9 +129,9 @@ def validate_settings(config) -> tuple[LearnerSettings, int]:
     SettingsError
         The first bad setting, named by its flag, with its value and the allowed range.
     """
-    check_choice(flag("algo"), config.algo, tuple(ALGORITHMS))
-    check_choice(flag("task"), config.task, tuple(ROUNDS))
-    check_choice(flag("dataset"), config.dataset, tuple(CQL_ALPHA[config.task]))
+    check_choice(flag("algo"), config.algo, tuple(METHODS))
+    check_choice(flag("task"), config.task, TASKS)
+    check_choice(flag("dataset"), config.dataset, QUALITIES)
     check_choice(flag("device"), config.device, DEVICES)
     if getattr(config, "preset", None) is not None:
         check_choice(flag("preset"), config.preset, tuple(PRESETS))
@@ -117,14 +152,31 @@ def validate_settings(config) -> tuple[LearnerSettings, int]:
     if config.k > n_agents:
         raise invalid(flag("k"), f"an integer in [1, {n_agents}] (the agents of task {config.task})", config.k)
 
+    method = METHODS[config.algo]
+    names = _setting_names(method)
+    for field in fields(config):  # a method's setting given to another method would be silently ignored
+        if field.name in _ALL_SETTINGS and field.name not in names and getattr(config, field.name) != field.default:
+            rule = f"unset for --algo {config.algo} (not one of its settings)"
+            raise invalid(flag(field.name), rule, getattr(config, field.name))
+    if config.compile and not method.compilable:
+        raise invalid(flag("compile"), f"off for --algo {config.algo} (its update runs eager only)", config.compile)
+
     settings, updates = resolve_settings(config)
-    for name in _COUNTS:
-        check_int(flag(name), getattr(settings, name), 1, numpy=False)
-    for name, (low, high, low_open, high_open) in _REAL_RANGES.items():
+    for name in names:
         value = getattr(settings, name)
-        check_real(flag(name), value, low, high, low_open=low_open, high_open=high_open, numpy=False)
-    check_bool(flag("penalty_policy_samples"), settings.penalty_policy_samples, numpy=False)
-    if settings.weighting == "inverse-std" and settings.n_critics < 2:
+        if name in _COUNTS:
+            check_int(flag(name), value, 1, numpy=False)
+        elif name in _REAL_RANGES and value is not None:  # None: off (IQL's grad_clip)
+            low, high, low_open, high_open = _REAL_RANGES[name]
+            check_real(flag(name), value, low, high, low_open=low_open, high_open=high_open, numpy=False)
+        elif name in _FLAGS:
+            check_bool(flag(name), value, numpy=False)
+        elif name in _CHOICES:
+            check_choice(flag(name), value, _CHOICES[name])
+    if getattr(settings, "omar_search", None) == "cem" and settings.omar_elites > settings.omar_samples:
+        rule = f"at most --omar-samples={settings.omar_samples} (the elites are among the samples)"
+        raise invalid(flag("omar_elites"), rule, settings.omar_elites)
+    if getattr(settings, "weighting", None) == "inverse-std" and settings.n_critics < 2:
         rule = f">= 2 for --algo {settings.algo} (its weights need the ensemble's std)"
         raise invalid(flag("n_critics"), rule, settings.n_critics)
     check_int(flag("updates"), updates, 1, numpy=False)

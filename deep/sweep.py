@@ -57,7 +57,7 @@ from tabular.validation import check_int, check_real, invalid
 from ._files import write_atomically
 from .datasets import QUALITIES
 from .envs import TASKS
-from .offline import ALGORITHMS, Algorithm
+from .methods import METHODS, MethodName
 from .report import PAPER_METHODS
 from .settings import SettingsError, flag, validate_settings
 from .train import TrainConfig, train
@@ -75,7 +75,7 @@ PRESETS: dict[str, dict[str, tuple]] = {
     # 5 different random seeds"); --updates stays unset, so every run takes its task's schedule
     "table2": {
         "tasks": TASKS,
-        "algos": tuple(method for method in PAPER_METHODS if method in ALGORITHMS),
+        "algos": tuple(method for method in PAPER_METHODS if method in METHODS),
         "datasets": QUALITIES,
         "seeds": (0, 1, 2, 3, 4),
     },
@@ -98,7 +98,7 @@ class SweepConfig:
 
     tasks: Annotated[tuple[Task, ...] | None, _grid_flag("tasks", TASKS, "--task")] = None
     """Benchmark tasks (one table each)."""
-    algos: Annotated[tuple[Algorithm, ...] | None, _grid_flag("algos", tuple(ALGORITHMS))] = None
+    algos: Annotated[tuple[MethodName, ...] | None, _grid_flag("algos", tuple(METHODS))] = None
     """Algorithms (rows of the tables)."""
     datasets: Annotated[tuple[Quality, ...] | None, _grid_flag("datasets", QUALITIES)] = None
     """Dataset qualities (columns of the tables)."""

@@ -58,14 +58,9 @@ from deep._files import (
 )
 from deep.envs import task_spec
 from deep.evaluation import deterministic_policy, evaluation_report, team_returns
+from deep.learner import DeviceDataset, keep_freed_memory
+from deep.methods import METHODS, MethodName
 from deep.networks import resolve_device
-from deep.offline import (
-    Algorithm,
-    DeviceDataset,
-    LearnerSettings,
-    OfflineLearner,
-    keep_freed_memory,
-)
 from deep.opponents import load_opponent
 from deep.settings import SettingsError, apply_preset, validate_settings
 
@@ -77,8 +72,9 @@ EVAL_SEED = 10_000_019
 class TrainConfig:
     """Train one offline MARL algorithm of the SPaCQL family on one dataset."""
 
-    algo: Algorithm = "spacql"
-    """spacql (eq. 3-7), icql-qs (eq. 1-2), cfcql, macql, or the ablations spacql-fixed-k, spacql-uniform."""
+    algo: MethodName = "spacql"
+    """spacql (eq. 3-7), icql-qs (eq. 1-2), cfcql, macql, the ablations spacql-fixed-k, spacql-uniform, or the
+    decentralized baselines omar, matd3-bc (MA-TD3+BC), iql (deep/methods.py)."""
     task: Literal["cn", "pp", "world", "halfcheetah"] = "cn"
     """Benchmark task."""
     dataset: Literal["random", "medium-replay", "medium", "expert"] = "random"
@@ -115,7 +111,8 @@ class TrainConfig:
     """Critics E: default 10 for spacql, icql-qs and the ablations (the paper's ensemble), 2 for cfcql and macql
     (CFCQL's twin critics)."""
     cql_alpha: float | None = None
-    """Weight of the conservative penalty; default: CFCQL's value for (task, dataset)."""
+    """Weight of the conservative penalty (the value family and omar); default: CFCQL's (OMAR's for omar) value
+    for (task, dataset)."""
     hidden: int | None = None
     """Hidden width of actors and critics; default 64 (MPE) or 256 (HalfCheetah)."""
     batch_size: int | None = None
@@ -132,6 +129,15 @@ class TrainConfig:
     """Sampled actions per source in the penalty's log-sum-exp; default 10."""
     penalty_policy_samples: bool | None = None
     """Also sample noisy current- and next-policy actions in the penalty; default: on for HalfCheetah only."""
+    omar_coe: float | None = None
+    """omar: weight in [0, 1] of the rectified action's imitation against the Q term; default: OMAR's value for
+    (task, dataset)."""
+    bc_alpha: float | None = None
+    """matd3-bc: TD3+BC's alpha (lambda = alpha / E|Q|); default 2.5."""
+    expectile: float | None = None
+    """iql: expectile tau in (0, 1) of the value loss; default 0.7."""
+    temperature: float | None = None
+    """iql: inverse temperature beta of the advantage weights; default 3.0."""
     tensorboard: bool = True
     """Write TensorBoard scalars to out_dir/tb."""
     progress: bool = True
@@ -257,17 +263,17 @@ class MetricLog:
         return row
 
 
-def columns(settings: LearnerSettings, n_agents: int) -> list[str]:
-    """The metrics.csv header (every key a row of this algorithm can have)."""
-    from deep.targets import n_candidates
-
-    n_masks = n_candidates(settings.scheme, n_agents)
-    names = ["update", "wall_time_s", "critic_loss", "td_loss", "penalty", "q_data", "target", "target_std"]
-    names += [f"w_{k + 1}" for k in range(n_masks)]
-    if settings.weighting == "inverse-std":
-        names += [f"u_{k + 1}" for k in range(n_masks)]
-    names += ["actor_loss", "q_policy", "return_mean", "return_std", "normalized_score", "normalized_std"]
-    return names
+def columns(learner) -> list[str]:
+    """The metrics.csv header (every key a row of this learner can have)."""
+    return [
+        "update",
+        "wall_time_s",
+        *learner.metric_names(),
+        "return_mean",
+        "return_std",
+        "normalized_score",
+        "normalized_std",
+    ]
 
 
 def write_logs(out_dir: Path, rows: list[dict], header: list[str]) -> None:
@@ -361,7 +367,7 @@ def train(config: TrainConfig) -> dict:
 
 def _train_in(
     config: TrainConfig,
-    settings: LearnerSettings,
+    settings,
     total_updates: int,
     device: torch.device,
     dataset: datasets.OfflineDataset,
@@ -372,10 +378,10 @@ def _train_in(
     spec = task_spec(config.task)
     reference = dataset.metadata["reference_returns"]
     torch.manual_seed(config.seed)
-    learner = OfflineLearner(settings, spec.n_agents, spec.obs_dim, spec.act_dims, spec.state_dim, device)
+    learner = METHODS[config.algo].learner(settings, spec.n_agents, spec.obs_dim, spec.act_dims, spec.state_dim, device)
     generator = torch.Generator(device=device).manual_seed(config.seed)
     data = DeviceDataset(dataset, device)
-    header = columns(settings, spec.n_agents)
+    header = columns(learner)
     log: list[dict] = []
     wall_before = 0.0
     checkpoint_path = out_dir / "checkpoint.pt"
@@ -417,7 +423,7 @@ def _train_in(
         desc=f"{config.algo} {config.task}-{config.dataset}",
     )
     while learner.updates < total_updates:
-        metrics = learner.update(data.sample(settings.batch_size, generator), generator)
+        metrics = learner.update(data.sample(learner.batch_rows, generator), generator)
         counter += 1
         finite = torch.isfinite(metrics["critic_loss"])
         if "actor_loss" in metrics:

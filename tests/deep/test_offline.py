@@ -10,14 +10,13 @@ import pytest
 import torch
 
 import deep
+from deep.learner import action_mask, clip_grad_norm_per_member
 from deep.networks import Critics
 from deep.offline import (
     ALGORITHMS,
     CQL_ALPHA,
     LearnerSettings,
     OfflineLearner,
-    action_mask,
-    clip_grad_norm_per_member,
     default_hyperparameters,
 )
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from deep import networks
+from deep.learner import action_mask
 from deep.networks import Critics
-from deep.offline import action_mask
 from deep.penalties import counterfactual_penalty, joint_penalty, policy_samples, uniform_samples
 
 torch.set_num_threads(1)

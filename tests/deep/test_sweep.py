@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from deep.offline import ALGORITHMS
+from deep.methods import METHODS
 from deep.report import TABLE_2
 from deep.settings import SettingsError, validate_settings
 from deep.sweep import Eta, SweepConfig, main, run_configs, sweep
@@ -139,9 +139,7 @@ def test_preset_table2_is_the_papers_grid_with_each_tasks_schedule_and_the_flags
     assert config.seeds == (0, 1, 2, 3, 4)
     # every implemented method the paper's tables report (ICQL-QS: Table 1), none it does not
     in_paper = {method for row in TABLE_2.values() for method in row} | {"icql-qs"}
-    assert set(config.algos) == in_paper & set(ALGORITHMS) and {"spacql", "icql-qs", "cfcql", "macql"} <= set(
-        config.algos
-    )
+    assert set(config.algos) == in_paper & set(METHODS) and {"spacql", "icql-qs", "cfcql", "macql"} <= set(config.algos)
     assert config.algos[0] == "spacql"
     runs = run_configs(config)
     assert len(runs) == 4 * 4 * len(config.algos) * 5

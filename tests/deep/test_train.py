@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import fcntl
 import json
 import os
@@ -16,6 +17,7 @@ import pytest
 import torch
 
 from deep._files import CheckpointError
+from deep.methods import METHODS
 from deep.offline import ALGORITHMS
 from deep.settings import PRESETS, SettingsError
 from deep.train import DatasetError, TrainConfig, main, train
@@ -95,14 +97,14 @@ def test_evaluation_plays_the_actors_in_eval_mode_and_training_resumes_in_train_
         return np.zeros(episodes)
 
     learner_actors = []
-    original = deep.train.OfflineLearner
+    original = METHODS["spacql"]
 
-    class Recording(original):
+    class Recording(original.learner):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             learner_actors.append(self.actors)
 
-    monkeypatch.setattr(deep.train, "OfflineLearner", Recording)
+    monkeypatch.setitem(METHODS, "spacql", dataclasses.replace(original, learner=Recording))
     monkeypatch.setattr(deep.train, "team_returns", recording_returns)
     result = train(tiny_train_config(data_dir, tmp_path, updates=200))
     assert modes == [(False, False), (False, False)]  # the evaluations at 100 and 200 updates
