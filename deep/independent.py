@@ -155,7 +155,7 @@ class TD3StyleLearner(IndependentLearner):
         loss.backward()
         clip_grad_norm_per_member(list(self.critics.parameters()), s.grad_clip, self.n_agents)
         self.critic_optimizer.step()
-        if self.updates % s.policy_delay == 0:
+        if (self.updates + 1) % s.policy_delay == 0:  # TD3's total_it % policy_freq after its increment
             actor_loss, actor_metrics = self.actor_loss(data, noise)
             self.actor_optimizer.zero_grad(set_to_none=True)
             actor_loss.backward(inputs=list(self.actors.parameters()))

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import sys
-from dataclasses import replace
+import time
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -250,3 +254,51 @@ def test_the_ray_backend_trains_the_grid_as_the_local_backend_does(tmp_path, ray
     assert len(ray_failures) == len(local_failures) == 2
     assert all("MissingDatasetError" in line and "deep/collect.py" in line for line in ray_failures)
     assert (tmp_path / "ray" / "results.md").read_text() == (tmp_path / "runs" / "results.md").read_text()
+
+
+# The sweep whose worker is killed runs in a child process with its own cluster: the kill, Ray's retry
+# and the driver's shutdown stay out of the pytest process (in-process, a killed worker's cluster
+# once aborted pytest in a later module), and the child's exit code says whether the driver survived.
+_RAY_SWEEP = """
+import json, sys
+from deep.sweep import SweepConfig, sweep
+config = SweepConfig(**json.loads(sys.argv[1]))
+cells, failures = sweep(config, **json.loads(sys.argv[2]))
+print(json.dumps({"cells": cells, "failures": failures}))
+"""
+
+
+def test_a_ray_run_whose_worker_is_killed_resumes_its_checkpoint_to_the_same_result(tmp_path):
+    local = tiny_sweep_config(tmp_path, algos=("spacql",), datasets=("random",), seeds=(0,), updates=1500)
+    local = replace(local, eval_every=100)  # a checkpoint every 100 updates: ~14 left to kill the run in
+    sweep(local, **TINY)
+    on_ray = replace(local, out_dir=str(tmp_path / "ray"), backend="ray", max_retries=1)
+    out_dir = tmp_path / "ray" / "cn-random-spacql-seed0"
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    arguments = [json.dumps(asdict(on_ray)), json.dumps(TINY)]
+    root = Path(__file__).resolve().parents[2]
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    child = subprocess.Popen([sys.executable, "-c", _RAY_SWEEP, *arguments], cwd=root, env=env, **pipes)
+    try:
+        deadline = time.monotonic() + 600  # the child starts its own cluster first (minutes on 2 busy cores)
+        while not (out_dir / "checkpoint.pt").is_file():
+            assert child.poll() is None and time.monotonic() < deadline, child.stderr.read().decode()[-2000:]
+            time.sleep(0.01)
+        first_row = (out_dir / "metrics.jsonl").read_text().splitlines()[0]
+        worker = int((out_dir / ".lock").read_text())  # the pid of the process training the run
+        assert worker not in (os.getpid(), child.pid)
+        os.kill(worker, signal.SIGKILL)
+        stdout, stderr = child.communicate(timeout=900)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 0, stderr.decode()[-2000:]
+    result = json.loads(stdout.decode().splitlines()[-1])
+    assert result["failures"] == [] and result["cells"]["cn/spacql/random"]["seeds"] == 1
+    assert int((out_dir / ".lock").read_text()) != worker  # a second worker finished it...
+    assert (out_dir / "metrics.jsonl").read_text().splitlines()[0] == first_row  # ...from the checkpoint
+    local_dir = tmp_path / "runs" / "cn-random-spacql-seed0"
+    local_summary = json.loads((local_dir / "summary.json").read_text())
+    ray_summary = json.loads((out_dir / "summary.json").read_text())
+    assert ray_summary["final_normalized_score"] == local_summary["final_normalized_score"]
+    assert _rows(out_dir) == _rows(local_dir)
