@@ -1,9 +1,9 @@
-"""Update throughput of every offline method (deep/methods.py) on the CN and HalfCheetah settings, in one run.
+"""Update throughput of every offline method (deep/algorithms/methods.py) on CN and HalfCheetah, in one run.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_offline_updates.py
     python benchmarks/bench_offline_updates.py --device cuda          # adds eager vs torch.compile per algorithm
 
-Each algorithm runs its updates with the table's settings (deep/offline.py; CN: hidden 64, batch
+Each algorithm runs its updates with the table's settings (deep/algorithms/offline.py; CN: hidden 64, batch
 1024, 10 uniform penalty samples per agent; HalfCheetah: hidden 256, batch 256, 30 penalty samples
 per agent; E = 10 critics for SPaCQL and ICQL-QS, CFCQL's twin critics for CFCQL and MACQL; input
 normalization on), on minibatches drawn on the device from a synthetic dataset of the task's shapes.
@@ -30,9 +30,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch
 
-from deep.envs import task_spec
-from deep.learner import keep_freed_memory
-from deep.methods import METHODS
+from deep.algorithms.learner import keep_freed_memory
+from deep.algorithms.methods import METHODS
+from deep.envs.tasks import task_spec
 
 ALGOS = ("spacql", "icql-qs", "cfcql", "macql", "cfcql-10", "omar", "matd3-bc", "iql")
 SETTINGS_CHANGES = {"cfcql-10": ("cfcql", {"n_critics": 10})}

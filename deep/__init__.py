@@ -1,10 +1,13 @@
-"""The deep half of spacql: benchmark environments, behavior policies, offline datasets, SPaCQL and its baselines.
+"""The deep half of spacql: the benchmark, its datasets, SPaCQL and its baselines, and the experiments.
 
-- :mod:`deep.envs`: the four tasks (cn, pp, world, halfcheetah) behind one batched team adapter;
-- :mod:`deep.networks`, :mod:`deep.matd3`: batched MLPs and resumable online MATD3;
-- :mod:`deep.behavior`, :mod:`deep.evaluation`: behavior policies and reference returns;
-- :mod:`deep.datasets`, ``deep/collect.py``: the offline dataset format, its builder and the OMAR importer;
-- :mod:`deep.offline`, :mod:`deep.targets`, :mod:`deep.penalties`: SPaCQL (paper, Algorithm 1, eq. 3-7),
-  ICQL-QS (eq. 1-2), CFCQL and MACQL as one offline actor-critic; ``deep/train.py`` trains one of
-  them on one dataset, :mod:`deep.sweep` a grid of runs with its results table.
+The folders are layers; every import points down:
+
+1. :mod:`deep.storage` (the offline dataset format and its importers; atomic files) and
+   :mod:`deep.envs` (the original MPE scenarios and HalfCheetah behind one batched team adapter);
+2. :mod:`deep.algorithms`: batched networks, Bellman targets, penalties, the learners (one file per
+   method, registered in :mod:`deep.algorithms.methods`) and the evaluation of a team;
+3. :mod:`deep.generation`: MATD3 behavior training, the fixed opponents, the shipped behavior policies;
+4. the commands at the top: ``deep/train.py`` (one run), ``deep/collect.py`` (the datasets),
+   :mod:`deep.sweep` (a grid, locally or on Ray), :mod:`deep.report` (tables and figures) and
+   :mod:`deep.settings` (the validation of their settings).
 """

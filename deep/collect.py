@@ -3,7 +3,7 @@
     python deep/collect.py --task cn --quality expert --size 100000 --seed 0 --data-dir data
     python deep/collect.py                      # every task and quality of the small profile
 
-Qualities (OMAR's recipe, see :mod:`deep.behavior`):
+Qualities (OMAR's recipe, see :mod:`deep.generation.behavior`):
 * random / medium / expert: the shipped behavior actors ``random.pt`` (MATD3's actor as initialized),
   ``medium.pt``, ``expert.pt`` (deep/behavior/<task>/) with Gaussian exploration noise
   ``N(0, exploration_noise^2)``, clipped to [-1, 1];
@@ -47,14 +47,14 @@ import numpy as np
 import tyro
 from tqdm import tqdm
 
-from deep._files import file_sha256
-from deep.behavior import medium_replay_config, read_behavior
-from deep.datasets import QUALITIES, OfflineDataset, dataset_path, save
-from deep.envs import TASKS, TeamEnv, task_spec
-from deep.evaluation import deterministic_policy, load_actor, noisy_policy
-from deep.matd3 import train
-from deep.opponents import BEHAVIOR_DIR, OPPONENT_FILE, load_opponent
+from deep.algorithms.evaluation import deterministic_policy, load_actor, noisy_policy
+from deep.envs.tasks import TASKS, TeamEnv, task_spec
+from deep.generation.behavior import medium_replay_config, read_behavior
+from deep.generation.matd3 import train
+from deep.generation.opponents import BEHAVIOR_DIR, OPPONENT_FILE, load_opponent
 from deep.settings import PROFILE_SIZES, validate_collect_config
+from deep.storage.datasets import QUALITIES, OfflineDataset, dataset_path, save
+from deep.storage.files import file_sha256
 
 #: Bumped whenever the generated data would change for the same config.
 GENERATOR_VERSION = 2
@@ -94,9 +94,9 @@ def rollout(
 ) -> dict:
     """Collect whole episodes with ``policy`` (numpy in, numpy out) until ``n_transitions`` are reached.
 
-    ``opponent`` drives the other side of pp and world (see :class:`deep.envs.TeamEnv`).
+    ``opponent`` drives the other side of pp and world (see :class:`deep.envs.tasks.TeamEnv`).
 
-    Returns the per-step arrays of :class:`deep.datasets.OfflineDataset`, episode-major.
+    Returns the per-step arrays of :class:`deep.storage.datasets.OfflineDataset`, episode-major.
     """
     spec = task_spec(task)
     n_episodes = math.ceil(n_transitions / spec.episode_length)
@@ -191,7 +191,7 @@ def check_cached(path: Path, expected: dict) -> None:
 
 
 def _behavior_record(task: str, behavior_dir) -> dict:
-    """:func:`deep.behavior.read_behavior`; a corrupted ``behavior.json`` is a ``ValueError`` naming it."""
+    """:func:`deep.generation.behavior.read_behavior`; a corrupted ``behavior.json`` is a ``ValueError`` naming it."""
     path = Path(behavior_dir) / task / "behavior.json"
     try:
         record = read_behavior(task, behavior_dir)
@@ -206,7 +206,7 @@ def _unreadable_checkpoint(path, error: Exception) -> ValueError:
     first_line = (str(error).splitlines() or [""])[0]
     return ValueError(
         f"{path}: unreadable or mismatched checkpoint ({type(error).__name__}: {first_line}); rebuild the behavior "
-        "policies (python -m deep.behavior) or restore the file"
+        "policies (python -m deep.generation.behavior) or restore the file"
     )
 
 

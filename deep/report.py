@@ -36,18 +36,17 @@ import tyro
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
+from deep.envs.tasks import TASKS
+from deep.storage.datasets import QUALITIES
+from deep.storage.files import OutDirError, write_atomically
 from tabular.validation import SettingsError, check_int
-
-from ._files import OutDirError, write_atomically
-from .datasets import QUALITIES
-from .envs import TASKS
 
 PROG = "python -m deep.report"
 
 # Jin & Montana, "Partial Action Replacement: Tackling Distribution Shift in Offline MARL", Table 2 ("The
 # average normalized score on offline MARL tasks"; mean ± std over 5 seeds; the baselines' values "as
 # reported in the corresponding papers"), copied from ../shared/paper/partial-action-replacement.txt.
-# Method names are deep.offline's algorithm names (matd3-bc: MA-TD3+BC; DoF, a diffusion model, has no
+# Method names are deep.algorithms.offline's algorithm names (matd3-bc: MA-TD3+BC; DoF, a diffusion model, has no
 # HalfCheetah value).
 TABLE_2: dict[tuple[str, str], dict[str, tuple[float, float]]] = {
     ("cn", "expert"): {"omar": (114.9, 2.6), "macql": (12.2, 31.0), "iql": (103.7, 2.5), "matd3-bc": (108.3, 3.3),
@@ -100,7 +99,7 @@ mean only, CN and World only)."""
 
 PAPER_METHODS = ("spacql", "icql-qs", "cfcql", "macql", "omar", "matd3-bc", "iql", "dof")
 """The methods of the paper's Tables 1-2, SPaCQL first (deep.sweep's ``--preset table2`` runs those that
-deep.offline implements)."""
+deep.algorithms.offline implements)."""
 
 UNCERTAINTY_METHODS = ("spacql", "icql-qs", "cfcql")
 """The methods of uncertainty.png (the paper's Figure 2 compares CFCQL and ICQL-QS)."""

@@ -1,7 +1,7 @@
 """The one place where the settings of deep/'s commands are resolved and validated (train, sweep, collect).
 
 :func:`validate_settings` checks every :class:`deep.train.TrainConfig` field (type, range, relations
-between fields) and every resolved value of the method's settings (:mod:`deep.methods`) (the table's defaults
+between fields) and every resolved value of the method's settings (:mod:`deep.algorithms.methods`) (the table's defaults
 overridden by the config), and returns the resolved settings and update count;
 :func:`validate_collect_config` checks every :class:`deep.collect.CollectConfig` field. Both apply
 the shared rules of :mod:`tabular.validation`: a bad setting raises :class:`SettingsError` naming the
@@ -18,6 +18,9 @@ import math
 from dataclasses import fields, replace
 from typing import Any
 
+from deep.algorithms.methods import METHODS
+from deep.envs.tasks import TASKS, task_spec
+from deep.storage.datasets import QUALITIES
 from tabular.validation import SettingsError as SettingsError  # the error of every check; train and sweep catch it
 from tabular.validation import (
     check_bool,
@@ -28,10 +31,6 @@ from tabular.validation import (
     check_real,
     invalid,
 )
-
-from .datasets import QUALITIES
-from .envs import TASKS, task_spec
-from .methods import METHODS
 
 DEVICES = ("auto", "cpu", "cuda")
 

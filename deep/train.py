@@ -1,4 +1,4 @@
-"""Offline training of SPaCQL and its baselines on one dataset (paper, Algorithm 1; see deep/offline.py).
+"""Offline training of SPaCQL and its baselines on one dataset (paper, Algorithm 1; see deep/algorithms/offline.py).
 
     python deep/train.py --algo spacql --task cn --dataset random --seed 0
     python deep/train.py --algo cfcql --task cn --dataset expert --seed 1 --updates 2000 --out-dir runs/x
@@ -6,7 +6,7 @@
     python deep/train.py --preset quick --task cn --dataset random   # a first run: about a minute on a CPU
 
 Reads ``<data-dir>/<task>_<dataset>_seed<dataset-seed>.npz`` (built by deep/collect.py), trains for
-``--updates`` critic updates (default: CFCQL's schedule, see deep/offline.py), evaluates the
+``--updates`` critic updates (default: CFCQL's schedule, see deep/algorithms/offline.py), evaluates the
 deterministic team every ``--eval-every`` updates over ``--eval-episodes`` episodes, and writes to
 the out dir:
 
@@ -45,8 +45,15 @@ import torch
 import tyro
 from tqdm import tqdm
 
-from deep import datasets
-from deep._files import (
+from deep.algorithms.evaluation import deterministic_policy, evaluation_report, team_returns
+from deep.algorithms.learner import DeviceDataset, keep_freed_memory
+from deep.algorithms.methods import METHODS, MethodName
+from deep.algorithms.networks import resolve_device
+from deep.envs.tasks import task_spec
+from deep.generation.opponents import load_opponent
+from deep.settings import SettingsError, apply_preset, validate_settings
+from deep.storage import datasets
+from deep.storage.files import (
     OutDirError,
     load_resume_checkpoint,
     locked_out_dir,
@@ -56,13 +63,6 @@ from deep._files import (
     write_atomically,
     write_error,
 )
-from deep.envs import task_spec
-from deep.evaluation import deterministic_policy, evaluation_report, team_returns
-from deep.learner import DeviceDataset, keep_freed_memory
-from deep.methods import METHODS, MethodName
-from deep.networks import resolve_device
-from deep.opponents import load_opponent
-from deep.settings import SettingsError, apply_preset, validate_settings
 
 EVAL_SEED = 10_000_019
 """Environment seed of the evaluation episodes (plus the run's seed): every evaluation plays the same episodes."""
@@ -74,7 +74,7 @@ class TrainConfig:
 
     algo: MethodName = "spacql"
     """spacql (eq. 3-7), icql-qs (eq. 1-2), cfcql, macql, the ablations spacql-fixed-k, spacql-uniform, or the
-    decentralized baselines omar, matd3-bc (MA-TD3+BC), iql (deep/methods.py)."""
+    decentralized baselines omar, matd3-bc (MA-TD3+BC), iql (deep/algorithms/methods.py)."""
     task: Literal["cn", "pp", "world", "halfcheetah"] = "cn"
     """Benchmark task."""
     dataset: Literal["random", "medium-replay", "medium", "expert"] = "random"
@@ -164,7 +164,7 @@ def out_dir_of(config: TrainConfig) -> Path:
 def evaluation_opponent(task: str):
     """The opponent the team is evaluated against: the one place where it is chosen.
 
-    The shipped pretrained opponent of pp / world (:func:`deep.opponents.load_opponent`, played
+    The shipped pretrained opponent of pp / world (:func:`deep.generation.opponents.load_opponent`, played
     deterministically, the one deep/collect.py builds their datasets against); None for CN and
     HalfCheetah, which have no opponents.
     """

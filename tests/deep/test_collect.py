@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from deep import collect
-from deep.behavior import BehaviorConfig, build_behavior, read_behavior
-from deep.datasets import load
-from deep.evaluation import deterministic_policy, load_actor
-from deep.matd3 import ReplayBuffer
+from deep.algorithms.evaluation import deterministic_policy, load_actor
+from deep.generation.behavior import BehaviorConfig, build_behavior, read_behavior
+from deep.generation.matd3 import ReplayBuffer
+from deep.storage.datasets import load
 from tests.deep.tiny import tiny_matd3_config
 
 torch.set_num_threads(1)
@@ -104,7 +104,7 @@ def test_medium_replay_is_the_behavior_training_buffer_up_to_medium(tmp_path, be
 
 
 def test_missing_behavior_and_bad_names_are_explained(tmp_path, behavior_dir):
-    with pytest.raises(FileNotFoundError, match=r"python -m deep\.opponents --task pp"):
+    with pytest.raises(FileNotFoundError, match=r"python -m deep\.generation\.opponents --task pp"):
         collect.build_dataset(config(tmp_path, behavior_dir), "pp", "expert")
     with pytest.raises(ValueError, match="task: must be one of"):
         collect.main(config(tmp_path, behavior_dir, task="spread"))
@@ -135,8 +135,8 @@ def test_all_builds_what_it_can_and_lists_what_it_skipped(tmp_path, behavior_dir
     built, skipped = collect.main(config(tmp_path, partial, task="all", quality="random", size=50))
     assert [path.name for path in built] == ["cn_random_seed0.npz"]
     assert [message.split(":")[0] for message in skipped] == ["pp random", "world random", "halfcheetah random"]
-    assert all("python -m deep.opponents" in message for message in skipped[:2])
-    assert "python -m deep.behavior" in skipped[2]
+    assert all("python -m deep.generation.opponents" in message for message in skipped[:2])
+    assert "python -m deep.generation.behavior" in skipped[2]
     assert "skipped world random" in capsys.readouterr().out
     assert load(built[0]).metadata["opponent"] is None
     built, skipped = collect.main(config(tmp_path, partial, quality="all", size=50))

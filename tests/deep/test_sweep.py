@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from deep.methods import METHODS
+from deep.algorithms.methods import METHODS
 from deep.report import TABLE_2
 from deep.settings import SettingsError, validate_settings
 from deep.sweep import Eta, SweepConfig, main, run_configs, sweep

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from deep._files import CheckpointError
-from deep.methods import METHODS
-from deep.offline import ALGORITHMS
+from deep.algorithms.methods import METHODS
+from deep.algorithms.offline import ALGORITHMS
 from deep.settings import PRESETS, SettingsError
+from deep.storage.files import CheckpointError
 from deep.train import DatasetError, TrainConfig, main, train
 from tests.deep.tiny_offline import tiny_train_config, write_tiny_dataset
 
@@ -112,8 +112,8 @@ def test_evaluation_plays_the_actors_in_eval_mode_and_training_resumes_in_train_
 
 
 def test_the_trained_actor_file_loads_and_acts_as_the_learner_evaluated_it(data_dir, tmp_path):
-    """actor.pt (with its input normalization) through deep.evaluation.load_actor: the learner's eval-mode actions."""
-    from deep.evaluation import load_actor
+    """actor.pt (with its input normalization) through evaluation.load_actor: the learner's eval-mode actions."""
+    from deep.algorithms.evaluation import load_actor
 
     result = train(tiny_train_config(data_dir, tmp_path, updates=100))
     learner = result["learner"]
@@ -285,7 +285,7 @@ def test_cli_help_and_unknown_algorithm():
     words = " ".join(done.stdout.replace("│", " ").split())
     assert "must be a positive multiple of --log-every" in words
     assert "--preset {None,quick}" in words and "quick: a first run for newcomers" in words
-    from deep.offline import default_hyperparameters
+    from deep.algorithms.offline import default_hyperparameters
 
     names = {"cn": "CN", "pp": "PP", "world": "World", "halfcheetah": "HalfCheetah"}
     for task, name in names.items():  # the help's default schedule is the table's

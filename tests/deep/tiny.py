@@ -1,6 +1,6 @@
 """A tiny MATD3 run shared by the deep tests: CN, 4 copies, hidden 16, a few hundred transitions."""
 
-from deep.matd3 import MATD3Config
+from deep.generation.matd3 import MATD3Config
 
 
 def tiny_matd3_config(out_dir, **changes) -> MATD3Config:

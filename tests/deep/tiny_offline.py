@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from deep import datasets
-from deep.datasets import OfflineDataset
-from deep.envs import task_spec
+from deep.envs.tasks import task_spec
+from deep.storage import datasets
+from deep.storage.datasets import OfflineDataset
 from deep.train import TrainConfig
 
 REFERENCE = {"random": -26.0, "expert": -10.0}
