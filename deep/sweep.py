@@ -109,7 +109,8 @@ class SweepConfig:
     updates: int | None = None
     # CFCQL reports ~2k update rounds for CN/PP (5k World, 100k HalfCheetah); its round is one critic+actor
     # update plus ca_ratio - 1 = 4 critic-only updates, so 2k rounds are 10k critic updates here.
-    """Critic updates per run, >= 1; default 5 x CFCQL's rounds: 10k on CN and PP, 25k World, 500k HalfCheetah."""
+    """Updates per run, >= 1; default each method's schedule (value family: 5 x CFCQL's rounds, 10k on CN and PP,
+    25k World, 500k HalfCheetah; omar, matd3-bc, iql: OMAR's rounds)."""
     eval_every: int = 1000
     """Evaluate every this many updates (and at the end); must be a positive multiple of the runs' log interval
     (deep/train.py --log-every, 100)."""

@@ -88,8 +88,9 @@ class TrainConfig:
     out_dir: str | None = None
     """Where logs, checkpoints and summary.json go; default runs/offline/<task>-<dataset>-<algo>-seed<seed>."""
     updates: int | None = None
-    """Critic updates, >= 1 (an actor update every policy-delay); default 5 x CFCQL's rounds: CN 10k, PP 10k,
-    World 25k, HalfCheetah 500k."""
+    """Updates, >= 1; default the method's schedule: for the value family 5 x CFCQL's rounds of critic updates (an
+    actor update every policy-delay): CN 10k, PP 10k, World 25k, HalfCheetah 500k; for omar, matd3-bc and iql OMAR's
+    rounds (every agent once): CN 2k (random 6k), PP 2k (medium-replay 1k), World 1k, HalfCheetah 100k."""
     eval_every: int = 1000
     """Evaluate (and checkpoint) every this many updates, and at the end; must be a positive multiple of
     --log-every."""

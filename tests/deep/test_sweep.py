@@ -147,8 +147,11 @@ def test_preset_table2_is_the_papers_grid_with_each_tasks_schedule_and_the_flags
     assert config.algos[0] == "spacql"
     runs = run_configs(config)
     assert len(runs) == 4 * 4 * len(config.algos) * 5
-    schedule = {run.task: validate_settings(run)[1] for run in runs}
-    assert schedule == {"cn": 10_000, "pp": 10_000, "world": 25_000, "halfcheetah": 500_000}
+    schedule = {(run.task, run.algo): validate_settings(run)[1] for run in runs if run.dataset == "medium"}
+    cfcql = {"cn": 10_000, "pp": 10_000, "world": 25_000, "halfcheetah": 500_000}  # 5 x CFCQL's rounds
+    assert {task: schedule[task, "spacql"] for task in config.tasks} == cfcql
+    for (task, algo), updates in schedule.items():  # every method its own table's schedule
+        assert updates == METHODS[algo].defaults(task, "medium")["updates"]
 
     narrowed = SweepConfig(preset="table2", tasks=("pp", "world"), algos=("spacql", "cfcql"))
     assert (narrowed.tasks, narrowed.algos, narrowed.seeds) == (("pp", "world"), ("spacql", "cfcql"), (0, 1, 2, 3, 4))
