@@ -104,16 +104,18 @@ class IndependentLearner:
         """Each agent's deterministic action on its own rows: ``obs [n, N, obs]`` -> ``[n, N, act]``."""
         return actors(obs.transpose(0, 1)).transpose(0, 1) * self.action_mask.unsqueeze(1)
 
-    def q_values(self, critics: AgentCritics, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    def q_values(
+        self, critics: AgentCritics, obs: torch.Tensor, actions: torch.Tensor, first_only: bool = False
+    ) -> torch.Tensor:
         """``Q_ih(o_i, a)`` ``[n, H, K, N]`` of ``K`` actions per row: ``obs [n, N, obs]``, ``actions [n, K, N, act]``.
 
         One critic call over the ``K * N`` rows: an input normalization takes their batch statistics,
-        as OMAR's call on the repeated observations.
+        as OMAR's call on the repeated observations. ``first_only``: ``Q_i1`` alone, ``[n, 1, K, N]``.
         """
         n, k, rows, _ = actions.shape
         obs_k = obs.unsqueeze(1).expand(n, k, rows, obs.shape[-1])
         x = torch.cat([obs_k, actions], dim=-1).reshape(n, k * rows, -1)
-        return critics(x).unflatten(2, (k, rows))
+        return critics(x, first_only).unflatten(2, (k, rows))
 
     def act(self, obs: torch.Tensor) -> torch.Tensor:
         """Deterministic team actions ``[B, n, act]``, padded entries zero."""

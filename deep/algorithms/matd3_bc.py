@@ -101,7 +101,7 @@ class TD3BCLearner(TD3StyleLearner):
     def _actor_loss(self, data, noise):
         s = self.settings
         actions = self.policy(self.actors, data["obs"])  # [n, B, act]
-        q_policy = self.q_values(self.critics, data["obs"], actions.unsqueeze(1))[:, 0, 0]  # Q_i1; [n, B]
+        q_policy = self.q_values(self.critics, data["obs"], actions.unsqueeze(1), first_only=True)[:, 0, 0]  # Q_i1
         loss = td3_bc_actor_loss(actions, data["actions"], q_policy, s.bc_alpha, s.action_l2, self.action_mask)
         return loss, {"q_policy": q_policy.detach().mean()}
 

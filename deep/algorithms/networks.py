@@ -325,12 +325,19 @@ class AgentCritics(nn.Module):
         self.norm = InputNorm(n_agents, in_features) if input_norm else None
         self.net = BatchedMLP(n_agents * n_heads, in_features, hidden, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, first_only: bool = False) -> torch.Tensor:
+        """``[n, H, N]``; with ``first_only`` the first head alone, ``[n, 1, N]`` (OMAR's ``critic.Q1``: the
+        others are not computed; the input normalization runs as in a full call)."""
         if self.norm is not None:
             x = self.norm(x)  # [n, N, in]
         n, rows, features = x.shape
+        if first_only:
+            *hidden, last = self.net.layers
+            for layer in hidden:  # members i * H: each agent's first head
+                x = torch.relu(torch.baddbmm(layer.bias[:: self.n_heads], x, layer.weight[:: self.n_heads]))
+            return torch.baddbmm(last.bias[:: self.n_heads], x, last.weight[:: self.n_heads]).view(n, 1, rows)
         x = x.unsqueeze(1).expand(n, self.n_heads, rows, features).reshape(n * self.n_heads, rows, features)
-        return self.net(x).view(n, self.n_heads, rows)  # [n, H, N]
+        return self.net(x).view(n, self.n_heads, rows)
 
 
 def resolve_device(name: str) -> torch.device:

@@ -256,10 +256,10 @@ class OmarLearner(TD3StyleLearner):
         s = self.settings
         obs = data["obs"]
         actions = self.policy(self.actors, obs)  # [n, B, act]
-        q_policy = self.q_values(self.critics, obs, actions.unsqueeze(1))[:, 0, 0]  # Q_i1; [n, B]
+        q_policy = self.q_values(self.critics, obs, actions.unsqueeze(1), first_only=True)[:, 0, 0]  # Q_i1; [n, B]
         with torch.no_grad():
             mimic = rectified_actions(
-                lambda candidates: self.q_values(self.critics, obs, candidates)[:, 0],
+                lambda candidates: self.q_values(self.critics, obs, candidates, first_only=True)[:, 0],
                 actions.detach(),
                 q_policy.detach(),
                 noise["search"],

@@ -134,6 +134,18 @@ def test_agent_critics_equal_each_agents_heads_run_separately(input_norm, heads)
     torch.testing.assert_close(fast.detach(), slow, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("input_norm", [False, True])
+def test_the_first_head_alone_equals_the_first_head_of_the_full_call(input_norm):
+    """AgentCritics(x, first_only=True)[i, 0] = MLP_{i*H}(InputNorm_i(x_i)) (OMAR's Q1), computed agent by agent."""
+    critics = agent_critics(3, 2, 6, input_norm, seed=4)
+    x = torch.randn(3, 10, 6, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        slow = slow_agent_critics(critics, x)[:, :1]
+    first = critics(x, first_only=True)
+    assert first.shape == (3, 1, 10)
+    torch.testing.assert_close(first.detach(), slow, rtol=1e-5, atol=1e-5)
+
+
 def test_q_values_equal_the_critic_on_the_explicitly_repeated_rows():
     """q_values(obs, actions)[i, h, k, b] = critic on the K*N rows [o_i[b], a_i[k, b]] of one call per agent."""
     learner = make_learner("omar")
