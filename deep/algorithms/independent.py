@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import torch
 
-from deep.algorithms.learner import action_mask, clip_grad_norm_per_member
+from deep.algorithms.learner import CheckpointState, action_mask, clip_grad_norm_per_member
 from deep.algorithms.networks import Actors, AgentCritics, soft_update
 
 
@@ -64,7 +64,15 @@ def own_rows(x: torch.Tensor, n_agents: int) -> torch.Tensor:
     return x.unflatten(0, (n_agents, -1))[agents, :, agents]  # [n, B, ...]
 
 
-class IndependentLearner:
+def mean_over_true_entries(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Each agent's mean of ``x [n, B, A]`` over its ``B x d_i`` true action entries (``mask [n, A]``): ``[n]``.
+
+    What ``F.mse_loss`` and ``(pi ** 2).mean()`` over one agent's ``[B, d_i]`` actions give in OMAR's code.
+    """
+    return (x * mask.unsqueeze(1)).sum(dim=(1, 2)) / (mask.sum(dim=-1) * x.shape[1])
+
+
+class IndependentLearner(CheckpointState):
     """Per-agent actors and critics, their targets and the update skeleton (module docstring)."""
 
     NETWORKS = ("actors", "critics", "target_actors", "target_critics", "actor_optimizer", "critic_optimizer")
@@ -120,14 +128,6 @@ class IndependentLearner:
     def act(self, obs: torch.Tensor) -> torch.Tensor:
         """Deterministic team actions ``[B, n, act]``, padded entries zero."""
         return self.actors(obs) * self.action_mask
-
-    def state_dict(self) -> dict:
-        return {name: getattr(self, name).state_dict() for name in self.NETWORKS} | {"updates": self.updates}
-
-    def load_state_dict(self, state: dict) -> None:
-        for name in self.NETWORKS:
-            getattr(self, name).load_state_dict(state[name])
-        self.updates = int(state["updates"])
 
 
 class TD3StyleLearner(IndependentLearner):

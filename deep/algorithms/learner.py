@@ -74,3 +74,18 @@ def keep_freed_memory() -> None:
     limit = 1 << 30
     libc.mallopt(-1, limit)  # M_TRIM_THRESHOLD
     libc.mallopt(-3, limit)  # M_MMAP_THRESHOLD
+
+
+class CheckpointState:
+    """``state_dict`` / ``load_state_dict`` of a learner: every module and optimizer named in ``NETWORKS``,
+    and the update count."""
+
+    NETWORKS: tuple[str, ...] = ()
+
+    def state_dict(self) -> dict:
+        return {name: getattr(self, name).state_dict() for name in self.NETWORKS} | {"updates": self.updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name in self.NETWORKS:
+            getattr(self, name).load_state_dict(state[name])
+        self.updates = int(state["updates"])

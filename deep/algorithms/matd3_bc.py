@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import torch
 
 from deep.algorithms import omar
-from deep.algorithms.independent import IndependentSettings, TD3StyleLearner
+from deep.algorithms.independent import IndependentSettings, TD3StyleLearner, mean_over_true_entries
 
 
 @dataclass(frozen=True)
@@ -71,9 +71,8 @@ def td3_bc_actor_loss(actions, data_actions, q_policy, alpha: float, action_l2: 
     agent's true entries (``F.mse_loss`` over ``[B, d_i]``).
     """
     lam = alpha / q_policy.abs().mean(dim=1).detach()  # [n]
-    entries = mask.sum(dim=-1) * actions.shape[1]  # [n]
-    imitation = ((actions - data_actions).square() * mask.unsqueeze(1)).sum(dim=(1, 2)) / entries
-    l2 = (actions.square() * mask.unsqueeze(1)).sum(dim=(1, 2)) / entries
+    imitation = mean_over_true_entries((actions - data_actions).square(), mask)  # [n]
+    l2 = mean_over_true_entries(actions.square(), mask)
     return (-lam * q_policy.mean(dim=1) + imitation + action_l2 * l2).sum()
 
 

@@ -58,7 +58,7 @@ from typing import NamedTuple
 import torch
 
 from deep.algorithms import penalties, targets
-from deep.algorithms.learner import action_mask, clip_grad_norm_per_member
+from deep.algorithms.learner import CheckpointState, action_mask, clip_grad_norm_per_member
 from deep.algorithms.networks import Actors, Critics, soft_update
 
 
@@ -201,7 +201,7 @@ class LearnerSettings:
         return ALGORITHMS[self.algo].penalty
 
 
-class OfflineLearner:
+class OfflineLearner(CheckpointState):
     """Networks, optimizers and the update of one algorithm of the family (module docstring)."""
 
     NETWORKS = ("actors", "critics", "target_actors", "target_critics", "actor_optimizer", "critic_optimizer")
@@ -359,11 +359,3 @@ class OfflineLearner:
             soft_update(self.target_actors, self.actors, s.tau)  # line 21
         self.updates += 1
         return metrics
-
-    def state_dict(self) -> dict:
-        return {name: getattr(self, name).state_dict() for name in self.NETWORKS} | {"updates": self.updates}
-
-    def load_state_dict(self, state: dict) -> None:
-        for name in self.NETWORKS:
-            getattr(self, name).load_state_dict(state[name])
-        self.updates = int(state["updates"])

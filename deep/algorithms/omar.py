@@ -47,7 +47,7 @@ from dataclasses import dataclass
 
 import torch
 
-from deep.algorithms.independent import IndependentSettings, TD3StyleLearner
+from deep.algorithms.independent import IndependentSettings, TD3StyleLearner, mean_over_true_entries
 
 
 @dataclass(frozen=True)
@@ -194,9 +194,8 @@ def rectified_actor_loss(actions, mimic, q_policy, coe: float, action_l2: float,
     ``actions, mimic [n, B, A]``, ``q_policy [n, B]``; the means over each agent's true entries
     (``F.mse_loss`` and ``(pi ** 2).mean()`` over ``[B, d_i]`` in OMAR's code).
     """
-    entries = mask.sum(dim=-1) * actions.shape[1]  # [n]
-    imitation = ((actions - mimic).square() * mask.unsqueeze(1)).sum(dim=(1, 2)) / entries
-    l2 = (actions.square() * mask.unsqueeze(1)).sum(dim=(1, 2)) / entries
+    imitation = mean_over_true_entries((actions - mimic).square(), mask)  # [n]
+    l2 = mean_over_true_entries(actions.square(), mask)
     return (coe * imitation - (1.0 - coe) * q_policy.mean(dim=1) + action_l2 * l2).sum()
 
 

@@ -14,26 +14,13 @@ from deep.algorithms.methods import METHODS
 from deep.algorithms.networks import Actors, AgentCritics
 from deep.settings import SettingsError, validate_settings
 from deep.train import TrainConfig, train
+from tests.deep.algorithms.tiny_methods import make_learner
 from tests.deep.tiny_offline import tiny_train_config, write_tiny_dataset
 
 torch.set_num_threads(1)
 
 NEW_ALGOS = ("omar", "matd3-bc", "iql")
 EVAL_COLUMNS = {"return_mean", "return_std", "normalized_score", "normalized_std"}
-
-
-def settings(algo: str, task: str = "cn", dataset: str = "random", **changes):
-    """The method's table for (task, dataset) at tiny sizes, with ``changes``."""
-    method = METHODS[algo]
-    values = method.defaults(task, dataset)
-    values.pop("updates")
-    values |= {"hidden": 8, "batch_size": 16} | changes
-    return method.settings(algo=algo, **values)
-
-
-def make_learner(algo: str, n_agents=3, obs_dim=7, act_dims=(2, 3, 2), seed=0, **changes):
-    torch.manual_seed(seed)
-    return METHODS[algo].learner(settings(algo, **changes), n_agents, obs_dim, list(act_dims), 5, "cpu")
 
 
 def random_batch(rows: int, n_agents: int, obs_dim: int, act_dims, seed: int = 0) -> dict[str, torch.Tensor]:

@@ -22,15 +22,13 @@ from deep.algorithms.iql import (
     gaussian_log_prob,
 )
 from deep.algorithms.learner import action_mask
+from tests.deep.algorithms.tiny_methods import random_batch, tiny_settings
 
 torch.set_num_threads(1)
 
 
 def settings(task: str = "cn", dataset: str = "random", **changes) -> IQLSettings:
-    values = iql.defaults(task, dataset)
-    values.pop("updates")
-    values |= {"hidden": 8, "batch_size": 16} | changes
-    return IQLSettings(algo="iql", **values)
+    return tiny_settings("iql", task, dataset, **changes)
 
 
 @pytest.mark.parametrize("expectile", [0.7, 0.5, 0.9])
@@ -105,17 +103,6 @@ def test_defaults_are_iqls_constants():
             assert values["tau"] == 0.005 and values["grad_clip"] is None and values["gamma"] == 0.95
             assert values["lr"] == (3e-4 if task == "halfcheetah" else 1e-3)
             assert values["cosine_updates"] == values["updates"] == omar.defaults(task, dataset)["updates"]
-
-
-def random_batch(rows, n, obs_dim, act_dims, seed):
-    generator = torch.Generator().manual_seed(seed)
-    return {
-        "obs": torch.randn(rows, n, obs_dim, generator=generator),
-        "next_obs": torch.randn(rows, n, obs_dim, generator=generator),
-        "actions": (torch.rand(rows, n, max(act_dims), generator=generator) * 2 - 1) * action_mask(act_dims, 3),
-        "rewards": torch.randn(rows, generator=generator),
-        "terminals": (torch.rand(rows, generator=generator) < 0.3).float(),
-    }
 
 
 def tensors(learner) -> dict[str, torch.Tensor]:

@@ -10,15 +10,13 @@ import torch
 from deep.algorithms import matd3_bc
 from deep.algorithms.learner import action_mask
 from deep.algorithms.matd3_bc import TD3BCLearner, TD3BCSettings, smoothed_actions, td3_bc_actor_loss
+from tests.deep.algorithms.tiny_methods import random_batch, tiny_settings
 
 torch.set_num_threads(1)
 
 
 def settings(task: str = "cn", dataset: str = "random", **changes) -> TD3BCSettings:
-    values = matd3_bc.defaults(task, dataset)
-    values.pop("updates")
-    values |= {"hidden": 8, "batch_size": 16} | changes
-    return TD3BCSettings(algo="matd3-bc", **values)
+    return tiny_settings("matd3-bc", task, dataset, **changes)
 
 
 @pytest.mark.parametrize(("noise", "clip"), [(0.2, 0.5), (0.5, 0.1)])
@@ -109,17 +107,6 @@ def test_defaults_are_td3_bc_constants_on_omars_learner():
             assert values["policy_delay"] == 2 and values["action_l2"] == 0.0 and values["gamma"] == 0.95
             for name in ("hidden", "batch_size", "lr", "tau", "updates", "n_heads", "independent_batches"):
                 assert values[name] == base[name]
-
-
-def random_batch(rows, n, obs_dim, act_dims, seed):
-    generator = torch.Generator().manual_seed(seed)
-    return {
-        "obs": torch.randn(rows, n, obs_dim, generator=generator),
-        "next_obs": torch.randn(rows, n, obs_dim, generator=generator),
-        "actions": (torch.rand(rows, n, max(act_dims), generator=generator) * 2 - 1) * action_mask(act_dims, 3),
-        "rewards": torch.randn(rows, generator=generator),
-        "terminals": (torch.rand(rows, generator=generator) < 0.3).float(),
-    }
 
 
 def snapshot(learner, name):

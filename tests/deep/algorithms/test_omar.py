@@ -19,6 +19,7 @@ from deep.algorithms.omar import (
     softmax_refit,
     td_targets,
 )
+from tests.deep.algorithms.tiny_methods import tiny_settings
 
 torch.set_num_threads(1)
 
@@ -27,10 +28,7 @@ DATASETS = ("random", "medium-replay", "medium", "expert")
 
 
 def settings(task: str = "cn", dataset: str = "random", **changes) -> OmarSettings:
-    values = omar.defaults(task, dataset)
-    values.pop("updates")
-    values |= {"hidden": 8, "batch_size": 16} | changes
-    return OmarSettings(algo="omar", **values)
+    return tiny_settings("omar", task, dataset, **changes)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
