@@ -52,10 +52,16 @@ class IndependentSettings:
     tau: float
     input_norm: bool
     grad_clip: float | None  # None: no clipping (IQL)
-    action_l2: float
-    policy_delay: int
     n_heads: int
     independent_batches: bool
+
+
+@dataclass(frozen=True)
+class TD3StyleSettings(IndependentSettings):
+    """What the TD3 skeleton adds (:class:`TD3StyleLearner`): the actor's delay and its action L2 weight."""
+
+    action_l2: float
+    policy_delay: int
 
 
 def own_rows(x: torch.Tensor, n_agents: int) -> torch.Tensor:

@@ -73,8 +73,6 @@ def defaults(task: str, dataset: str) -> dict:
         "lr": 3e-4 if halfcheetah else 1e-3,
         "tau": 0.005,
         "grad_clip": None,
-        "action_l2": 0.0,
-        "policy_delay": 1,
         "expectile": 0.7,
         "temperature": 3.0,
         "advantage_clip": 100.0,

@@ -37,11 +37,11 @@ from dataclasses import dataclass
 import torch
 
 from deep.algorithms import omar
-from deep.algorithms.independent import IndependentSettings, TD3StyleLearner, mean_over_true_entries
+from deep.algorithms.independent import TD3StyleLearner, TD3StyleSettings, mean_over_true_entries
 
 
 @dataclass(frozen=True)
-class TD3BCSettings(IndependentSettings):
+class TD3BCSettings(TD3StyleSettings):
     """MA-TD3+BC's settings: the independent learner's plus TD3+BC's."""
 
     bc_alpha: float

@@ -47,11 +47,11 @@ from dataclasses import dataclass
 
 import torch
 
-from deep.algorithms.independent import IndependentSettings, TD3StyleLearner, mean_over_true_entries
+from deep.algorithms.independent import TD3StyleLearner, TD3StyleSettings, mean_over_true_entries
 
 
 @dataclass(frozen=True)
-class OmarSettings(IndependentSettings):
+class OmarSettings(TD3StyleSettings):
     """OMAR's settings (module docstring); the independent learner's plus the penalty's and the search's."""
 
     cql_alpha: float

@@ -348,6 +348,8 @@ def config(**changes) -> TrainConfig:
         ({"algo": "cfcql", "omar_coe": 0.5}, r"^--omar-coe: must be unset for --algo cfcql"),
         ({"algo": "matd3-bc", "expectile": 0.8}, r"^--expectile: must be unset for --algo matd3-bc"),
         ({"algo": "iql", "compile": True}, r"^--compile: must be off for --algo iql"),
+        ({"algo": "iql", "policy_delay": 2}, r"^--policy-delay: must be unset for --algo iql"),
+        ({"algo": "spacql", "temperature": 2.0}, r"^--temperature: must be unset for --algo spacql"),
         ({"algo": "omar", "omar_coe": 1.5}, r"^--omar-coe: must be a number in \[0, 1\], got 1.5"),
         ({"algo": "iql", "expectile": 1.0}, r"^--expectile: must be a number in \(0, 1\), got 1.0"),
     ],
