@@ -28,7 +28,8 @@ def random_batch(rows, n, obs_dim, act_dims, seed):
     return {
         "obs": torch.randn(rows, n, obs_dim, generator=generator),
         "next_obs": torch.randn(rows, n, obs_dim, generator=generator),
-        "actions": (torch.rand(rows, n, max(act_dims), generator=generator) * 2 - 1) * action_mask(act_dims, 3),
+        "actions": (torch.rand(rows, n, max(act_dims), generator=generator) * 2 - 1)
+        * action_mask(act_dims, max(act_dims)),
         "rewards": torch.randn(rows, generator=generator),
         "terminals": (torch.rand(rows, generator=generator) < 0.3).float(),
     }
