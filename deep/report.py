@@ -141,7 +141,7 @@ class Run:
     algo: str
     seed: int
     final: float
-    n_critics: int
+    n_critics: int | None  # the central critic ensemble's size; None for the decentralized methods
     rows: list[dict]
 
 
@@ -170,7 +170,8 @@ def load_runs(runs_dir: Path) -> tuple[list[Run], list[str], list[str]]:
             final = summary["final_normalized_score"]
             key = (summary["task"], summary["dataset"], summary["algo"], int(summary["seed"]))
             rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
-            n_critics = int(summary["settings"]["n_critics"])
+            settings = summary["settings"]
+            n_critics = int(settings["n_critics"]) if "n_critics" in settings else None
         except (OSError, ValueError, KeyError, TypeError):
             failed.append(str(folder))
             continue

@@ -26,6 +26,7 @@ from deep.report import (
     report,
 )
 from deep.sweep import SweepConfig, sweep
+from deep.train import TrainConfig, train
 from tests.deep.test_sweep import TINY
 from tests.deep.tiny_offline import write_tiny_dataset
 
@@ -182,6 +183,34 @@ def test_a_folder_without_spacql_runs_gets_no_weights_figure(runs_dir, tmp_path,
     assert not (runs / "report" / "weights.png").exists() and (runs / "report" / "table.md").is_file()
     assert "weights.png: not written (no runs of its methods)" in capsys.readouterr().out
     assert content["probability_of_improvement"] == []
+
+
+def test_a_decentralized_baselines_run_is_tabulated_beside_the_papers_value(runs_dir, tmp_path):
+    """A run of omar (decentralized critics: no n_critics in its settings) is a cell with Table 2's OMAR value."""
+    runs = tmp_path / "runs"
+    shutil.copytree(runs_dir / "cn-random-cfcql-seed0", runs / "cn-random-cfcql-seed0")
+    train(
+        TrainConfig(
+            algo="omar",
+            dataset="random",
+            updates=50,
+            eval_every=25,
+            eval_episodes=2,
+            device="cpu",
+            hidden=8,
+            batch_size=16,
+            log_every=25,
+            tensorboard=False,
+            progress=False,
+            data_dir=str(runs_dir.parent / "data"),
+            out_dir=str(runs / "cn-random-omar-seed0"),
+        )
+    )
+    content = report(ReportConfig(str(runs), reps=50))
+    assert {cell["algo"] for cell in content["cells"]} == {"cfcql", "omar"} and content["failed"] == []
+    row = _table_row((runs / "report" / "table.md").read_text(), "cn", "random")
+    final = json.loads((runs / "cn-random-omar-seed0" / "summary.json").read_text())["final_normalized_score"]
+    assert row["omar (ours)"].replace("**", "") == f"{final:.1f} ± 0.0 (1)" and row["omar (paper)"] == "34.4 ± 5.3"
 
 
 def test_unfinished_and_unscored_runs_are_listed_not_tabulated(runs_dir, tmp_path):
