@@ -6,9 +6,9 @@ agent runs IQL on its own observation and action (:mod:`deep.algorithms.independ
 ``Q_ih(o_i, a_i)``, a value network ``V_i(o_i)`` and a Gaussian policy. One update, in the order of
 IQL's code (ikostrikov/implicit_q_learning, ``learner.py``)::
 
-    L_V_i  = E[ |tau - 1(u < 0)| u^2 ],  u = min_h Q'_ih(o_i, a_i) - V_i(o_i)        expectile (eq. 5)
-    L_pi_i = -E[ min(exp(beta (min_h Q'_ih(o_i, a_i) - V_i(o_i))), 100) log pi_i(a_i | o_i) ]  (eq. 7)
-    L_Q_i  = sum_h E[ (Q_ih(o_i, a_i) - r - gamma (1 - d) V_i(o'_i))^2 ]               (eq. 6)
+    L_V_i  = E[ |tau - 1(u < 0)| u^2 ],  u = min_h Q'_ih(o_i, a_i) - V_i(o_i)        expectile regression
+    L_pi_i = -E[ min(exp(beta (min_h Q'_ih(o_i, a_i) - V_i(o_i))), 100) log pi_i(a_i | o_i) ]  AWR
+    L_Q_i  = sum_h E[ (Q_ih(o_i, a_i) - r - gamma (1 - d) V_i(o'_i))^2 ]               Q from V
     Q'     <- (1 - tau_target) Q' + tau_target Q
 
 the actor and the Q update reading the V just updated, the targets every update. The policy is
@@ -82,13 +82,13 @@ def defaults(task: str, dataset: str) -> dict:
 
 
 def expectile_loss(difference: torch.Tensor, expectile: float) -> torch.Tensor:
-    """``|tau - 1(u < 0)| u^2`` element-wise (IQL eq. 5's asymmetric L2)."""
+    """``|tau - 1(u < 0)| u^2`` element-wise (IQL's asymmetric L2 of the value loss)."""
     weight = torch.where(difference < 0, 1.0 - expectile, expectile)
     return weight * difference.square()
 
 
 def advantage_weights(advantage: torch.Tensor, temperature: float, clip: float) -> torch.Tensor:
-    """``min(exp(beta A), clip)`` (IQL eq. 7's weights, capped as in its code)."""
+    """``min(exp(beta A), clip)`` (IQL's advantage weights, capped as in its code)."""
     return torch.exp(temperature * advantage).clamp(max=clip)
 
 

@@ -10,7 +10,7 @@ paper and code (sfujim/TD3_BC: ``TD3_BC.py``, ``main.py``) and the shared settin
     L_Q_i = sum_h E[(Q_ih(o_i, a_i) - y_i)^2]
     L_pi_i = -lambda_i E[Q_i1(o_i, pi_i(o_i))] + E[(pi_i(o_i) - a_i)^2],   lambda_i = alpha / E|Q_i1(o_i, pi_i(o_i))|
 
-with ``lambda_i`` not differentiated (TD3+BC's eq. 3-4). The actors and targets move every
+with ``lambda_i`` not differentiated (as TD3+BC's code detaches it). The actors and targets move every
 ``policy_delay = 2`` critic updates.
 
 =====================  =====================================  =============================================

@@ -4,7 +4,7 @@ Facts from ling-pan/OMAR (``algorithms/maddpg.py``, ``main.py``, ``utils/network
 paper's MPE and HalfCheetah results come from; the per-task values are in :data:`OMAR_TABLE`.
 
 Every agent is an independent TD3-style learner (:mod:`deep.algorithms.independent`) with twin critics
-``Q_i1, Q_i2`` on ``[o_i, a_i]`` behind an input BatchNorm, trained with CQL (paper eq. 2)::
+``Q_i1, Q_i2`` on ``[o_i, a_i]`` behind an input BatchNorm, trained with CQL::
 
     y_i   = r + gamma (1 - d) min_h Q'_ih(o'_i, pi'_i(o'_i))          (no target smoothing in the code)
     L_Q_i = sum_h E[(Q_ih(o_i, a_i) - y_i)^2]
@@ -13,7 +13,7 @@ Every agent is an independent TD3-style learner (:mod:`deep.algorithms.independe
 with ``u_j`` 10 uniform actions (log p = d log 1/2); on HalfCheetah also 10 noisy current-policy actions
 at ``o_i`` and 10 at ``o'_i`` (noise 0.2, each critic call on ``o_i``), from which the code subtracts the
 Gaussian noise's *density*, not its log-density (``calc_gaussian_pdf`` is named ``log_pi`` there);
-followed here. The actor is rectified (paper eq. 5-6): a zeroth-order search around the policy finds
+followed here. The actor is rectified: a zeroth-order search around the policy finds
 a better action ``a_hat_i``, and::
 
     L_pi_i = tau E[ (pi_i(o_i) - a_hat_i)^2 ] - (1 - tau) E[ Q_i1(o_i, pi_i(o_i)) ] + 1e-3 E[pi_i(o_i)^2]
