@@ -98,8 +98,8 @@ TABLE_1: dict[tuple[str, str], float] = {
 mean only, CN and World only)."""
 
 PAPER_METHODS = ("spacql", "icql-qs", "cfcql", "macql", "omar", "matd3-bc", "iql", "dof")
-"""The methods of the paper's Tables 1-2, SPaCQL first (deep.sweep's ``--preset table2`` runs those that
-deep.algorithms.offline implements)."""
+"""The methods of the paper's Tables 1-2, SPaCQL first (deep.sweep's ``--preset table2`` runs those registered
+in deep.algorithms.methods; DoF, a diffusion model, is a quoted row)."""
 
 UNCERTAINTY_METHODS = ("spacql", "icql-qs", "cfcql")
 """The methods of uncertainty.png (the paper's Figure 2 compares CFCQL and ICQL-QS)."""

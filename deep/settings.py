@@ -18,6 +18,8 @@ import math
 from dataclasses import fields, replace
 from typing import Any
 
+import torch
+
 from deep.algorithms.methods import METHODS
 from deep.envs.tasks import TASKS, task_spec
 from deep.storage.datasets import QUALITIES
@@ -132,6 +134,8 @@ def validate_settings(config) -> tuple:
     check_choice(flag("task"), config.task, TASKS)
     check_choice(flag("dataset"), config.dataset, QUALITIES)
     check_choice(flag("device"), config.device, DEVICES)
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise invalid(flag("device"), "cpu or auto on this machine (torch.cuda.is_available() is False)", config.device)
     if getattr(config, "preset", None) is not None:
         check_choice(flag("preset"), config.preset, tuple(PRESETS))
     for name in ("seed", "dataset_seed"):
@@ -172,9 +176,13 @@ def validate_settings(config) -> tuple:
             check_bool(flag(name), value, numpy=False)
         elif name in _CHOICES:
             check_choice(flag(name), value, _CHOICES[name])
-    if getattr(settings, "omar_search", None) == "cem" and settings.omar_elites > settings.omar_samples:
-        rule = f"at most --omar-samples={settings.omar_samples} (the elites are among the samples)"
+    if getattr(settings, "omar_search", None) == "cem" and not 2 <= settings.omar_elites <= settings.omar_samples:
+        rule = f"in [2, --omar-samples={settings.omar_samples}] for the cem search (the elites' std needs 2)"
         raise invalid(flag("omar_elites"), rule, settings.omar_elites)
+    if getattr(settings, "scheme", None) not in (None, "fixed-k") and settings.k != 1:
+        raise invalid(
+            flag("k"), "1 (unset) except for --algo spacql-fixed-k (the only method that reads it)", settings.k
+        )
     if getattr(settings, "weighting", None) == "inverse-std" and settings.n_critics < 2:
         rule = f">= 2 for --algo {settings.algo} (its weights need the ensemble's std)"
         raise invalid(flag("n_critics"), rule, settings.n_critics)

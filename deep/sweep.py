@@ -25,7 +25,7 @@ Backends (``--backend``):
   of them see, and spacql must be installed on each.
 
 ``--preset table2`` is the paper's Table 2 grid: the four tasks and datasets, every method of the table
-that deep.algorithms.offline implements (spacql, icql-qs, cfcql, macql, and the baselines added later), 5 seeds,
+registered in deep.algorithms.methods (spacql, icql-qs, cfcql, macql, omar, matd3-bc, iql), 5 seeds,
 each task's schedule; ``--tasks``, ``--datasets``, ``--algos`` and ``--seeds`` narrow it. While the grid
 trains, the sweep prints an ETA from the measured speed (``wall_time_s / updates`` of the finished runs'
 summaries, per task and algorithm).
@@ -70,7 +70,7 @@ DEFAULT_GRID = {"tasks": ("cn",), "algos": ("spacql", "cfcql", "icql-qs"), "data
 """The grid of a sweep without a preset."""
 
 PRESETS: dict[str, dict[str, tuple]] = {
-    # the paper's Table 2: its methods that deep.algorithms.offline implements, 5 seeds ("we run all experiments with
+    # the paper's Table 2: its methods registered in deep.algorithms.methods, 5 seeds ("we run all experiments with
     # 5 different random seeds"); --updates stays unset, so every run takes its task's schedule
     "table2": {
         "tasks": TASKS,

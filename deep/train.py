@@ -117,15 +117,17 @@ class TrainConfig:
     hidden: int | None = None
     """Hidden width of actors and critics; default 64 (MPE) or 256 (HalfCheetah)."""
     batch_size: int | None = None
-    """Minibatch size; default 1024 (MPE) or 256 (HalfCheetah)."""
+    """Minibatch size; default 1024 (MPE) or 256 (HalfCheetah); omar, matd3-bc and iql: one minibatch of this size
+    per agent."""
     lr: float | None = None
-    """Adam learning rate of actors and critics; default 0.01 (CN), 1e-3 (PP, World), 3e-4 (HalfCheetah)."""
+    """Adam learning rate of actors and critics; default 0.01 (CN), 1e-3 (PP, World), 3e-4 (HalfCheetah); omar and
+    matd3-bc 0.01 on every MPE task, iql 1e-3 (MPE); 3e-4 on HalfCheetah for all."""
     gamma: float | None = None
     """Discount; default 0.95 (also on HalfCheetah: CFCQL's learner never receives its main.py's 0.99)."""
     tau: float | None = None
-    """Polyak rate of the targets; default 0.01 (MPE) or 0.005 (HalfCheetah)."""
+    """Polyak rate of the targets; default 0.01 (MPE) or 0.005 (HalfCheetah); iql 0.005 everywhere."""
     policy_delay: int | None = None
-    """Critic updates per actor update (one round); default 5."""
+    """Critic updates per actor update; default 5 (CFCQL's round), omar 1, matd3-bc 2 (TD3+BC); not for iql."""
     n_sampled_actions: int | None = None
     """Sampled actions per source in the penalty's log-sum-exp; default 10."""
     penalty_policy_samples: bool | None = None
@@ -241,8 +243,7 @@ def versions() -> dict:
 class MetricLog:
     """Per-update metrics summed on the device; ``row()`` syncs once and returns their means."""
 
-    def __init__(self, n_agents: int):
-        self.n_agents = n_agents
+    def __init__(self):
         self.sums: dict[str, torch.Tensor] = {}
         self.counts: dict[str, int] = {}
 
@@ -413,7 +414,7 @@ def _train_in(
             path,
         )
 
-    metric_log = MetricLog(spec.n_agents)
+    metric_log = MetricLog()
     first_nonfinite = torch.full((), -1, dtype=torch.long, device=device)
     counter = torch.full((), learner.updates, dtype=torch.long, device=device)
     start = time.perf_counter()
@@ -427,8 +428,9 @@ def _train_in(
         metrics = learner.update(data.sample(learner.batch_rows, generator), generator)
         counter += 1
         finite = torch.isfinite(metrics["critic_loss"])
-        if "actor_loss" in metrics:
-            finite = finite & torch.isfinite(metrics["actor_loss"])
+        for key in metrics.keys() - {"critic_loss"}:  # every loss of the update (IQL's value loss too)
+            if key.endswith("_loss"):
+                finite = finite & torch.isfinite(metrics[key])
         first_nonfinite = torch.where((first_nonfinite < 0) & ~finite, counter, first_nonfinite)
         metric_log.add(metrics)
         bar.update(1)

@@ -29,7 +29,8 @@ def team_returns(task: str, policy, episodes: int, seed: int, opponent=None) -> 
 
 
 def uniform_policy(task: str, seed: int):
-    """Uniform random team actions in [-1, 1] (the Random quality's behavior), seeded."""
+    """Uniform random team actions in [-1, 1], seeded (a reference policy for tests and quick checks; the Random
+    quality is MATD3's initial actor, deep/collect.py)."""
     spec, rng = task_spec(task), np.random.default_rng(seed)
     return lambda obs: rng.uniform(-1.0, 1.0, size=(len(obs), spec.n_agents, spec.act_dim)).astype(np.float32)
 
@@ -78,7 +79,7 @@ def load_actor(path, task: str, hidden: int) -> Actors:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
-            f"path: no actor weights at {path}; train them with python -m deep.generation.behavior --task {task}"
+            f"path: no actor weights at {path}; train them with python -m deep.generation.behavior --matd3.task {task}"
         )
     spec = task_spec(task)
     state = torch.load(path, weights_only=True, map_location="cpu")

@@ -15,7 +15,9 @@ the actor and the Q update reading the V just updated, the targets every update.
 IQL's: ``N(tanh(f_i(o_i)), exp(log_std_i)^2)`` with a learned state-independent ``log_std`` clipped to
 ``[-5, 2]``; the team is evaluated with the mean (IQL evaluates with temperature 0), the same
 :class:`deep.algorithms.networks.Actors` every method saves. The actor's learning rate decays to zero on a
-cosine over ``cosine_updates`` (IQL's ``cosine_decay_schedule``; default: the run's schedule).
+cosine over ``cosine_updates`` (IQL's ``cosine_decay_schedule``): the method's default schedule, also when
+``--updates`` differs, so that a run continued with ``--resume`` to more updates follows the schedule it
+started with.
 
 =====================  ===================================  =============================================
 setting                value                                source

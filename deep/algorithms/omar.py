@@ -63,7 +63,7 @@ class OmarSettings(TD3StyleSettings):
     omar_search: str
     omar_iters: int
     omar_samples: int
-    omar_elites: int
+    omar_elites: int  # CEM only (HalfCheetah); the MPE table keeps OMAR main.py's unused default 10
     omar_mu: float
     omar_sigma: float
 

@@ -188,7 +188,7 @@ def read_behavior(task: str, behavior_dir=BEHAVIOR_DIR) -> dict:
     if not path.is_file():
         raise FileNotFoundError(
             f"behavior_dir: no behavior policies for {task!r} at {path}; "
-            f"train them with python -m deep.generation.behavior --task {task}"
+            f"train them with python -m deep.generation.behavior --matd3.task {task}"
         )
     return json.loads(path.read_text())
 

@@ -44,7 +44,7 @@ def without_time(rows: list[dict]) -> list[dict]:
 
 @pytest.mark.parametrize("algo", sorted(ALGORITHMS))
 def test_200_update_run_of_every_algorithm(algo, data_dir, tmp_path):
-    result = train(tiny_train_config(data_dir, tmp_path, algo=algo, k=2))
+    result = train(tiny_train_config(data_dir, tmp_path, algo=algo, **({"k": 2} if algo == "spacql-fixed-k" else {})))
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary == json.loads(json.dumps(result["summary"]))
     for key in ("final_normalized_score", "best_normalized_score", "config", "versions", "wall_time_s"):
@@ -218,6 +218,8 @@ BAD_SETTINGS = [
     ("--seed", "-1", ">= 0"),
     ("--dataset-seed", "-1", ">= 0"),
     ("--k", "4", "[1, 3]"),
+    ("--k", "2", "1 (unset) except for --algo spacql-fixed-k"),
+    *([("--device", "cuda", "cpu or auto on this machine")] if not torch.cuda.is_available() else []),
 ]
 
 
