@@ -21,8 +21,8 @@ import time
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch
+from bench_offline_updates import synthetic_data  # the sibling script (this folder is on sys.path when run)
 
-from benchmarks.bench_offline_updates import synthetic_data
 from deep.algorithms.batched import BatchedRuns
 from deep.algorithms.learner import keep_freed_memory
 from deep.algorithms.offline import LearnerSettings, OfflineLearner, default_hyperparameters
