@@ -153,23 +153,40 @@ class TD3StyleLearner(IndependentLearner):
         self.critic_losses = torch.compile(self._critic_losses, mode=mode)
         self.actor_loss = torch.compile(self._actor_loss, mode=mode)
 
+    @property
+    def critic_clip_groups(self) -> int:
+        """Gradient-norm clip groups of the critic: one per agent (each agent's twin critic by its own norm)."""
+        return self.n_agents
+
+    def actor_due(self, update: int) -> bool:
+        """Whether this update has an actor step (and the targets after it): TD3's ``total_it % policy_freq``
+        after its increment."""
+        return (update + 1) % self.settings.policy_delay == 0
+
+    targets_due = actor_due
+
+    def prepare(self, batch: dict[str, torch.Tensor], generator: torch.Generator):
+        """``(data, noise)`` of one update: each agent's own rows, then their noise from ``generator``."""
+        data = self.agent_batch(batch)
+        return data, self.draw_noise(data["rewards"].shape[1], generator)
+
     def update(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
         """One critic update of every agent, the actors every ``policy_delay``-th with the targets after them."""
         s = self.settings
-        data = self.agent_batch(batch)
-        noise = self.draw_noise(data["rewards"].shape[1], generator)
+        data, noise = self.prepare(batch, generator)
         loss, metrics = self.critic_losses(data, noise)
         self.critic_optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        clip_grad_norm_per_member(list(self.critics.parameters()), s.grad_clip, self.n_agents)
+        clip_grad_norm_per_member(list(self.critics.parameters()), s.grad_clip, self.critic_clip_groups)
         self.critic_optimizer.step()
-        if (self.updates + 1) % s.policy_delay == 0:  # TD3's total_it % policy_freq after its increment
+        if self.actor_due(self.updates):
             actor_loss, actor_metrics = self.actor_loss(data, noise)
             self.actor_optimizer.zero_grad(set_to_none=True)
             actor_loss.backward(inputs=list(self.actors.parameters()))
             clip_grad_norm_per_member(list(self.actors.parameters()), s.grad_clip)
             self.actor_optimizer.step()
             metrics |= {"actor_loss": actor_loss.detach()} | actor_metrics
+        if self.targets_due(self.updates):
             soft_update(self.target_critics, self.critics, s.tau)
             soft_update(self.target_actors, self.actors, s.tau)
         self.updates += 1

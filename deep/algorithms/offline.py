@@ -324,8 +324,12 @@ class OfflineLearner(CheckpointState):
             metrics["current_std"] = target.current_std.mean(dim=1)  # [K]
         return loss, metrics
 
-    def _actor_loss(self, batch: dict[str, torch.Tensor]):
-        """Each agent i maximizes ``Q_1(s, a_1..pi_i(o_i)..a_n)``, the others' actions from the dataset (line 20)."""
+    def _actor_loss(self, batch: dict[str, torch.Tensor], noise: dict[str, torch.Tensor]):
+        """Each agent i maximizes ``Q_1(s, a_1..pi_i(o_i)..a_n)``, the others' actions from the dataset (line 20).
+
+        ``(loss, {"q_policy"})``; ``noise`` is unused (the actor step draws nothing), kept for the
+        learners' common signature (:mod:`deep.algorithms.batched`).
+        """
         s = self.settings
         own = self.act(batch["obs"])  # [B, n, act]
         only_i = torch.eye(self.n_agents, dtype=torch.bool, device=self.device).view(self.n_agents, 1, self.n_agents, 1)
@@ -333,28 +337,44 @@ class OfflineLearner(CheckpointState):
         q = self.critics.candidates(batch["state"], joint, members=slice(0, 1))[0]  # Q_1; [n, B]
         # as CFCQL: -mean over the n * B joint actions, plus each agent's action L2 term
         loss = -q.mean() + s.action_l2 * own.pow(2).mean(dim=(0, 2)).sum()
-        return loss, q.detach().mean()
+        return loss, {"q_policy": q.detach().mean()}
+
+    critic_clip_groups = 1
+    """Gradient-norm clip groups of the critic: one norm over the whole critic, as CFCQL."""
+
+    def actor_due(self, update: int) -> bool:
+        """Whether this update has an actor step: the first of each round of ``policy_delay`` (CFCQL's order)."""
+        return update % self.settings.policy_delay == 0
+
+    def targets_due(self, update: int) -> bool:
+        """Whether the targets move after this update: at the end of each round (``update_all_targets``)."""
+        return (update + 1) % self.settings.policy_delay == 0
+
+    def prepare(self, batch: dict[str, torch.Tensor], generator: torch.Generator):
+        """``(data, noise)`` of one update: the minibatch as the losses take it, then its noise from ``generator``."""
+        return batch, self.draw_noise(batch["rewards"].shape[0], generator)
 
     def update(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
         """One critic update, the actor update every ``policy_delay``-th, the targets at each round's end."""
         s = self.settings
         if self.compiled_cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()  # the previous step's graph outputs are consumed
-        loss, metrics = self.critic_losses(batch, self.draw_noise(batch["rewards"].shape[0], generator))
+        data, noise = self.prepare(batch, generator)
+        loss, metrics = self.critic_losses(data, noise)
         if self.compiled_cuda_graphs:  # graph outputs live in a pool that the next replay reuses
             metrics = {key: value.clone() for key, value in metrics.items()}
         self.critic_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.critics.parameters(), s.grad_clip)  # one norm: the whole critic
         self.critic_optimizer.step()
-        if self.updates % s.policy_delay == 0:
-            actor_loss, q_policy = self.actor_loss(batch)
+        if self.actor_due(self.updates):
+            actor_loss, actor_metrics = self.actor_loss(data, noise)
             self.actor_optimizer.zero_grad(set_to_none=True)
             actor_loss.backward(inputs=list(self.actors.parameters()))
             clip_grad_norm_per_member(list(self.actors.parameters()), s.grad_clip)
             self.actor_optimizer.step()
-            metrics |= {"actor_loss": actor_loss.detach().clone(), "q_policy": q_policy.clone()}
-        if (self.updates + 1) % s.policy_delay == 0:
+            metrics |= {"actor_loss": actor_loss.detach().clone()} | {k: v.clone() for k, v in actor_metrics.items()}
+        if self.targets_due(self.updates):
             soft_update(self.target_critics, self.critics, s.tau)  # Algorithm 1, line 17
             soft_update(self.target_actors, self.actors, s.tau)  # line 21
         self.updates += 1

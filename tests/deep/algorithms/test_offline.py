@@ -77,7 +77,7 @@ def test_actor_loss_uses_the_other_agents_dataset_actions_and_the_first_critic()
     """One critic call on the n x B joint actions (CFCQL's cf_pol: its BatchNorm sees all n x B rows)."""
     agent = learner()
     data = batch()
-    loss, _ = agent.actor_loss(data)
+    loss, _ = agent.actor_loss(data, agent.draw_noise(data["rewards"].shape[0], torch.Generator().manual_seed(0)))
     own = agent.act(data["obs"])
     joints = []
     for i in range(3):
