@@ -122,6 +122,21 @@ def resolve_settings(config):
     return settings, config.updates if config.updates is not None else table["updates"]
 
 
+def _check_seeds(config, seeds) -> None:
+    """``--seeds``: distinct non-negative seeds of a batchable method, with ``--seed`` left unset."""
+    if not isinstance(seeds, list | tuple) or not seeds:
+        raise invalid(flag("seeds"), "one or more seeds", seeds)
+    for seed in seeds:
+        check_int(flag("seeds"), seed, 0, numpy=False)
+    if len(set(seeds)) != len(seeds):
+        raise invalid(flag("seeds"), "distinct seeds (each names its own run directory)", seeds)
+    if not METHODS[config.algo].batchable:
+        rule = f"unset for --algo {config.algo} (its update is not batched: run its seeds with python -m deep.sweep)"
+        raise invalid(flag("seeds"), rule, seeds)
+    if config.seed != 0:
+        raise invalid(flag("seed"), "unset with --seeds (each run's seed comes from --seeds)", config.seed)
+
+
 def validate_settings(config) -> tuple:
     """Check every setting of a :class:`deep.train.TrainConfig`; returns the resolved settings and updates.
 
@@ -140,6 +155,9 @@ def validate_settings(config) -> tuple:
         check_choice(flag("preset"), config.preset, tuple(PRESETS))
     for name in ("seed", "dataset_seed"):
         check_int(flag(name), getattr(config, name), 0, numpy=False)
+    seeds = getattr(config, "seeds", None)
+    if seeds is not None:
+        _check_seeds(config, seeds)
     check_path(flag("data_dir"), config.data_dir)
     if config.out_dir is not None:
         check_path(flag("out_dir"), config.out_dir)

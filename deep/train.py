@@ -4,6 +4,7 @@
     python deep/train.py --algo cfcql --task cn --dataset expert --seed 1 --updates 2000 --out-dir runs/x
     python deep/train.py --algo spacql --task cn --dataset random --seed 0 --resume   # continue a killed run
     python deep/train.py --preset quick --task cn --dataset random   # a first run: about a minute on a CPU
+    python deep/train.py --algo cfcql --task cn --dataset random --seeds 0 1 2 3 4   # 5 runs as one program
 
 Reads ``<data-dir>/<task>_<dataset>_seed<dataset-seed>.npz`` (built by deep/collect.py), trains for
 ``--updates`` critic updates (default: CFCQL's schedule, see deep/algorithms/offline.py), evaluates the
@@ -21,6 +22,15 @@ the out dir:
 
 A non-finite loss stops the run with its update number after writing ``nan_checkpoint.pt``.
 
+``--seeds s1 s2 ...`` trains R runs of one config that differ only in their seed as one batched program
+(:mod:`deep.algorithms.batched`: the value family, omar, matd3-bc): run s writes to
+``<out-dir>/<task>-<dataset>-<algo>-seed<s>/`` (``--out-dir`` is then the parent, default
+``runs/offline``; the sweep's layout) the same files as a run of ``--seed s``, whose checkpoint a single
+run resumes too. Each run keeps its own random stream, minibatches, metrics and evaluation episodes;
+the runs equal separate runs to float32 rounding (tests/deep/test_train.py), evaluated together as one
+batch of environment copies. ``--resume`` continues every run; a run whose checkpoint is behind the
+others' (a process killed between their writes) first catches up alone.
+
 An out dir that already holds a run's files is refused unless ``--resume`` continues the run or
 ``--overwrite`` deletes its files first; a run holds a lock on its out dir (``.lock``), so a second
 run into it is refused while the first is alive. Checkpoints record their SHA-256, checked on
@@ -37,15 +47,24 @@ import json
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 import tyro
 from tqdm import tqdm
 
-from deep.algorithms.evaluation import deterministic_policy, evaluation_report, team_returns
+from deep.algorithms.batched import BatchedRuns
+from deep.algorithms.evaluation import (
+    deterministic_policy,
+    evaluation_report,
+    runs_team_returns,
+    stacked_policy,
+    team_returns,
+)
 from deep.algorithms.learner import DeviceDataset, keep_freed_memory
 from deep.algorithms.methods import METHODS, MethodName
 from deep.algorithms.networks import resolve_device
@@ -81,12 +100,16 @@ class TrainConfig:
     """Dataset quality."""
     seed: int = 0
     """Seed of the networks, the minibatches and all sampled noise."""
+    seeds: list[int] | None = None
+    """Train these seeds as one batched program instead of --seed (value family, omar, matd3-bc); run s writes to
+    <out-dir>/<task>-<dataset>-<algo>-seed<s>, the same files as a run of --seed s."""
     dataset_seed: int = 0
     """Which dataset file of the quality: <task>_<dataset>_seed<dataset-seed>.npz."""
     data_dir: str = "data"
     """Folder of the dataset files (deep/collect.py --data-dir)."""
     out_dir: str | None = None
-    """Where logs, checkpoints and summary.json go; default runs/offline/<task>-<dataset>-<algo>-seed<seed>."""
+    """Where logs, checkpoints and summary.json go; default runs/offline/<task>-<dataset>-<algo>-seed<seed>. With
+    --seeds: the parent of the runs' directories (default runs/offline)."""
     updates: int | None = None
     """Updates, >= 1; default the method's schedule: for the value family 5 x CFCQL's rounds of critic updates (an
     actor update every policy-delay): CN 10k, PP 10k, World 25k, HalfCheetah 500k; for omar, matd3-bc and iql OMAR's
@@ -105,7 +128,8 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """auto: cuda when available."""
     compile: bool = False
-    """torch.compile the loss functions (mode reduce-overhead, i.e. CUDA graphs, on a GPU)."""
+    """torch.compile the loss functions (with --seeds: the batched losses and gradients; mode reduce-overhead, i.e.
+    CUDA graphs, on a GPU)."""
     k: int = 1
     """Subset size of spacql-fixed-k."""
     n_critics: int | None = None
@@ -158,10 +182,26 @@ RUN_FILES = ("summary.json", "checkpoint.pt", "actor.pt", "metrics.jsonl", "metr
 """What a run writes into its out dir (besides ``.lock``): any of them means the out dir holds a run."""
 
 
+def run_name(config: TrainConfig, seed: int) -> str:
+    """A run's directory name: ``<task>-<dataset>-<algo>-seed<seed>`` (train.py's default and the sweep's)."""
+    return f"{config.task}-{config.dataset}-{config.algo}-seed{seed}"
+
+
 def out_dir_of(config: TrainConfig) -> Path:
     if config.out_dir is not None:
         return Path(config.out_dir)
-    return Path("runs/offline") / f"{config.task}-{config.dataset}-{config.algo}-seed{config.seed}"
+    return Path("runs/offline") / run_name(config, config.seed)
+
+
+def run_configs(config: TrainConfig) -> list[TrainConfig]:
+    """The config of each run: ``config`` itself, or with ``--seeds`` one ``--seed s`` config per seed, its
+    out dir ``<out-dir or runs/offline>/<run name>``."""
+    if config.seeds is None:
+        return [config]
+    parent = Path(config.out_dir) if config.out_dir is not None else Path("runs/offline")
+    return [
+        replace(config, seed=seed, seeds=None, out_dir=str(parent / run_name(config, seed))) for seed in config.seeds
+    ]
 
 
 def evaluation_opponent(task: str):
@@ -252,17 +292,20 @@ class MetricLog:
             self.sums[key] = self.sums[key] + value if key in self.sums else value.clone()
             self.counts[key] = self.counts.get(key, 0) + 1
 
-    def row(self) -> dict:
+    def rows(self) -> list[dict]:
+        """One row per run of the means since the last call (metrics ``[R, ...]``: run r's are ``[r]``)."""
         values = {key: (total / self.counts[key]).tolist() for key, total in self.sums.items()}
         self.sums, self.counts = {}, {}
-        row = {}
-        for key, value in values.items():
-            if isinstance(value, list):  # per-k vectors: weights -> w_1..w_K, current_std -> u_1..u_K
-                prefix = {"weights": "w", "current_std": "u"}[key]
-                row |= {f"{prefix}_{k + 1}": v for k, v in enumerate(value)}
-            else:
-                row[key] = value
-        return row
+        runs = len(next(iter(values.values())))
+        rows = [{} for _ in range(runs)]
+        for key, per_run in values.items():
+            for row, value in zip(rows, per_run, strict=True):
+                if isinstance(value, list):  # per-k vectors: weights -> w_1..w_K, current_std -> u_1..u_K
+                    prefix = {"weights": "w", "current_std": "u"}[key]
+                    row |= {f"{prefix}_{k + 1}": v for k, v in enumerate(value)}
+                else:
+                    row[key] = value
+        return rows
 
 
 def columns(learner) -> list[str]:
@@ -327,7 +370,8 @@ def _resumable(config: dict) -> dict:
 
 
 def train(config: TrainConfig) -> dict:
-    """Run (or resume) one training run; returns ``{"summary", "learner", "log"}``.
+    """Run (or resume) one training run; returns ``{"summary", "learner", "log"}`` (with ``--seeds``:
+    ``{"runs": [...]}``, one such dict per seed).
 
     Raises
     ------
@@ -361,71 +405,155 @@ def train(config: TrainConfig) -> dict:
         keep_freed_memory()
     dataset = load_checked_dataset(config)
     opponent = evaluation_opponent(config.task)
-    out_dir = out_dir_of(config)
-    with locked_out_dir(out_dir):  # held for the whole run; the OS releases it if the process dies
-        prepare_out_dir(out_dir, config.resume, config.overwrite)
-        return _train_in(config, settings, total_updates, device, dataset, opponent, out_dir)
+    configs = run_configs(config)
+    with ExitStack() as locks:  # held for the whole run; the OS releases them if the process dies
+        for run_config in configs:
+            out_dir = locks.enter_context(locked_out_dir(out_dir_of(run_config)))
+            prepare_out_dir(out_dir, config.resume, config.overwrite)
+        results = _train_in(config, configs, settings, total_updates, device, dataset, opponent)
+    return results[0] if config.seeds is None else {"runs": results}
+
+
+@dataclass
+class _Run:
+    """One run of the program: its config and out dir, learner, random stream and log rows."""
+
+    config: TrainConfig
+    learner: object
+    generator: torch.Generator
+    log: list[dict] = field(default_factory=list)
+    wall_before: float = 0.0
+    writer: object = None
+
+    @property
+    def out_dir(self) -> Path:
+        return out_dir_of(self.config)
+
+    def checkpoint(self, path: Path, elapsed: float) -> None:
+        save_atomically(
+            {
+                "config": asdict(self.config),
+                "learner": self.learner.state_dict(),
+                "generator": self.generator.get_state(),
+                "log": json.dumps(self.log),
+                "wall_time_s": self.wall_before + elapsed,
+            },
+            path,
+        )
+
+
+class _SingleProgram:
+    """One run on its learner's own update (on the CPU the penalty's cache-blocked path)."""
+
+    def __init__(self, runs: list[_Run]):
+        self.learner = runs[0].learner
+
+    @property
+    def updates(self) -> int:
+        return self.learner.updates
+
+    def compile(self, mode: str | None) -> None:
+        self.learner.compile(mode)
+
+    def update(self, batches, generators) -> dict[str, torch.Tensor]:
+        metrics = self.learner.update(batches[0], generators[0])
+        return {key: value.unsqueeze(0) for key, value in metrics.items()}  # [1, ...]
+
+    def returns(self, task: str, episodes: int, seeds: list[int], opponent) -> np.ndarray:
+        actors = self.learner.actors
+        return team_returns(task, deterministic_policy(actors), episodes, seed=seeds[0], opponent=opponent)[None]
+
+    def write_back(self) -> None:
+        """Nothing: the learner is the run's state."""
+
+
+class _BatchedProgram:
+    """R runs as one program (:class:`deep.algorithms.batched.BatchedRuns`), evaluated as one batch of copies."""
+
+    def __init__(self, runs: list[_Run]):
+        self.batched = BatchedRuns([run.learner for run in runs])
+
+    @property
+    def updates(self) -> int:
+        return self.batched.updates
+
+    def compile(self, mode: str | None) -> None:
+        self.batched.compile(mode)
+
+    def update(self, batches, generators) -> dict[str, torch.Tensor]:
+        return self.batched.update(batches, generators)
+
+    def returns(self, task: str, episodes: int, seeds: list[int], opponent) -> np.ndarray:
+        policy = stacked_policy(self.batched.template.actors, self.batched.actor_params())
+        return runs_team_returns(task, policy, episodes, seeds, opponent)
+
+    def write_back(self) -> None:
+        self.batched.to_learners()
 
 
 def _train_in(
     config: TrainConfig,
+    configs: list[TrainConfig],
     settings,
     total_updates: int,
     device: torch.device,
     dataset: datasets.OfflineDataset,
     opponent,
-    out_dir: Path,
-) -> dict:
-    """The run of :func:`train` in its prepared, locked out dir."""
+) -> list[dict]:
+    """The runs of :func:`train` in their prepared, locked out dirs: load or start them, train, summarize."""
     spec = task_spec(config.task)
-    reference = dataset.metadata["reference_returns"]
-    torch.manual_seed(config.seed)
-    learner = METHODS[config.algo].learner(settings, spec.n_agents, spec.obs_dim, spec.act_dims, spec.state_dim, device)
-    generator = torch.Generator(device=device).manual_seed(config.seed)
     data = DeviceDataset(dataset, device)
-    header = columns(learner)
-    log: list[dict] = []
-    wall_before = 0.0
-    checkpoint_path = out_dir / "checkpoint.pt"
-    if config.resume:
-        required = ("learner", "generator", "log", "wall_time_s")
-        state = load_resume_checkpoint(checkpoint_path, device, asdict(config), _resumable, required)
-        learner.load_state_dict(state["learner"])
-        generator.set_state(state["generator"].cpu())
-        log, wall_before = json.loads(state["log"]), float(state["wall_time_s"])
-    write_logs(out_dir, log, header)  # drops rows written after the checkpoint by a killed run
-    if config.compile:
-        learner.compile("reduce-overhead" if device.type == "cuda" else None)
-    writer = None
-    if config.tensorboard:
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(out_dir / "tb"), purge_step=learner.updates)
-
-    def checkpoint(path: Path) -> None:
-        save_atomically(
-            {
-                "config": asdict(config),
-                "learner": learner.state_dict(),
-                "generator": generator.get_state(),
-                "log": json.dumps(log),
-                "wall_time_s": wall_before + time.perf_counter() - start,
-            },
-            path,
+    runs = []
+    for run_config in configs:
+        torch.manual_seed(run_config.seed)
+        learner = METHODS[config.algo].learner(
+            settings, spec.n_agents, spec.obs_dim, spec.act_dims, spec.state_dim, device
         )
+        run = _Run(run_config, learner, torch.Generator(device=device).manual_seed(run_config.seed))
+        if config.resume:
+            required = ("learner", "generator", "log", "wall_time_s")
+            path = run.out_dir / "checkpoint.pt"
+            state = load_resume_checkpoint(path, device, asdict(run_config), _resumable, required)
+            learner.load_state_dict(state["learner"])
+            run.generator.set_state(state["generator"].cpu())
+            run.log, run.wall_before = json.loads(state["log"]), float(state["wall_time_s"])
+        write_logs(run.out_dir, run.log, columns(learner))  # drops rows written after the checkpoint by a killed run
+        if config.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
 
+            run.writer = SummaryWriter(str(run.out_dir / "tb"), purge_step=learner.updates)
+        runs.append(run)
+    mode = "reduce-overhead" if device.type == "cuda" else None
+    latest = max(run.learner.updates for run in runs)
+    for run in runs:  # a run whose checkpoint is behind the others' catches up alone
+        if run.learner.updates < latest:
+            _train_loop(config, [run], _SingleProgram([run]), latest, data, opponent, dataset, device)
+    program = (_SingleProgram if config.seeds is None else _BatchedProgram)(runs)
+    if config.compile:
+        program.compile(mode)
+    _train_loop(config, runs, program, total_updates, data, opponent, dataset, device)
+    program.write_back()
+    for run in runs:
+        if run.writer is not None:
+            run.writer.close()
+    return [_finish(run, settings, dataset, device, config.seeds) for run in runs]
+
+
+def _train_loop(config, runs: list[_Run], program, until: int, data, opponent, dataset, device) -> None:
+    """Update every run of ``program`` to ``until`` updates, logging, evaluating and checkpointing each run."""
+    reference = dataset.metadata["reference_returns"]
+    header = columns(runs[0].learner)
     metric_log = MetricLog()
-    first_nonfinite = torch.full((), -1, dtype=torch.long, device=device)
-    counter = torch.full((), learner.updates, dtype=torch.long, device=device)
+    first_nonfinite = torch.full((len(runs),), -1, dtype=torch.long, device=device)
+    counter = torch.full((), program.updates, dtype=torch.long, device=device)
+    rows = runs[0].learner.batch_rows
     start = time.perf_counter()
-    bar = tqdm(
-        total=total_updates,
-        initial=learner.updates,
-        disable=not config.progress,
-        desc=f"{config.algo} {config.task}-{config.dataset}",
-    )
-    while learner.updates < total_updates:
-        metrics = learner.update(data.sample(learner.batch_rows, generator), generator)
+    seeds = [run.config.seed for run in runs]
+    name = f"{config.algo} {config.task}-{config.dataset}" + (f" seeds {seeds}" if config.seeds else "")
+    bar = tqdm(total=until, initial=program.updates, disable=not config.progress, desc=name)
+    while program.updates < until:
+        batches = [data.sample(rows, run.generator) for run in runs]
+        metrics = program.update(batches, [run.generator for run in runs])  # [R, ...] each
         counter += 1
         finite = torch.isfinite(metrics["critic_loss"])
         for key in metrics.keys() - {"critic_loss"}:  # every loss of the update (IQL's value loss too)
@@ -434,53 +562,64 @@ def _train_in(
         first_nonfinite = torch.where((first_nonfinite < 0) & ~finite, counter, first_nonfinite)
         metric_log.add(metrics)
         bar.update(1)
-        done = learner.updates == total_updates
-        if learner.updates % config.log_every and not done:
+        done = program.updates == until
+        if program.updates % config.log_every and not done:
             continue
-        bad = int(first_nonfinite)  # the loop's only host synchronization, once per log_every updates
-        if bad >= 0:
-            checkpoint(out_dir / "nan_checkpoint.pt")
-            raise FloatingPointError(
-                f"update {bad}: non-finite loss (critic or actor); state at update {learner.updates} saved to "
-                f"{out_dir / 'nan_checkpoint.pt'}"
-            )
-        row = {"update": learner.updates, "wall_time_s": wall_before + time.perf_counter() - start}
-        row |= metric_log.row()
-        evaluate = learner.updates % config.eval_every == 0 or done
+        elapsed = time.perf_counter() - start
+        bad = first_nonfinite.tolist()  # the loop's only host synchronization, once per log_every updates
+        if max(bad) >= 0:
+            program.write_back()
+            errors = []
+            for run, update in zip(runs, bad, strict=True):
+                if update >= 0:
+                    path = run.out_dir / "nan_checkpoint.pt"
+                    run.checkpoint(path, elapsed)
+                    errors.append(
+                        f"update {update}: non-finite loss (critic or actor); state at update {program.updates} "
+                        f"saved to {path}"
+                    )
+            raise FloatingPointError("; ".join(errors))
+        evaluate = program.updates % config.eval_every == 0 or done
         if evaluate:
-            learner.actors.eval()  # the input normalization's running statistics, as CFCQL's prep_rollouts
-            returns = team_returns(
-                config.task,
-                deterministic_policy(learner.actors),
-                config.eval_episodes,
-                seed=EVAL_SEED + config.seed,
-                opponent=opponent,
-            )
-            learner.actors.train()
-            report = evaluation_report(returns, reference)
-            row |= {
-                "return_mean": report["return_mean"],
-                "return_std": report["return_std"],
-                "normalized_score": report["normalized_mean"],
-                "normalized_std": report["normalized_std"],
-            }
-            bar.set_postfix(score=f"{report['normalized_mean']:.1f}")
-        log.append(row)
-        append_logs(out_dir, row, header)
-        if writer is not None:
-            for key, value in row.items():
-                if key != "update":
-                    writer.add_scalar(key, value, learner.updates)
-        if evaluate:
-            checkpoint(checkpoint_path)
-            if writer is not None:
-                writer.flush()
+            for run in runs:  # the input normalization's running statistics, as CFCQL's prep_rollouts
+                run.learner.actors.eval()
+            program.write_back()
+            returns = program.returns(config.task, config.eval_episodes, [EVAL_SEED + seed for seed in seeds], opponent)
+            for run in runs:
+                run.learner.actors.train()
+        for r, (run, row) in enumerate(zip(runs, metric_log.rows(), strict=True)):
+            row = {"update": program.updates, "wall_time_s": run.wall_before + elapsed} | row
+            if evaluate:
+                report = evaluation_report(returns[r], reference)
+                row |= {
+                    "return_mean": report["return_mean"],
+                    "return_std": report["return_std"],
+                    "normalized_score": report["normalized_mean"],
+                    "normalized_std": report["normalized_std"],
+                }
+            run.log.append(row)
+            append_logs(run.out_dir, row, header)
+            if run.writer is not None:
+                for key, value in row.items():
+                    if key != "update":
+                        run.writer.add_scalar(key, value, program.updates)
+            if evaluate:
+                run.checkpoint(run.out_dir / "checkpoint.pt", time.perf_counter() - start)
+                if run.writer is not None:
+                    run.writer.flush()
+        if evaluate and len(runs) == 1:
+            bar.set_postfix(score=f"{runs[0].log[-1]['normalized_score']:.1f}")
     bar.close()
-    if writer is not None:
-        writer.close()
-    save_atomically(learner.actors.state_dict(), out_dir / "actor.pt")
+    for run in runs:
+        run.wall_before += time.perf_counter() - start
+
+
+def _finish(run: _Run, settings, dataset: datasets.OfflineDataset, device: torch.device, seeds) -> dict:
+    """Write the run's ``actor.pt`` and ``summary.json``; returns ``{"summary", "learner", "log"}``."""
+    config, learner, log = run.config, run.learner, run.log
+    save_atomically(learner.actors.state_dict(), run.out_dir / "actor.pt")
     scores = [row["normalized_score"] for row in log if "normalized_score" in row]
-    wall_time = wall_before + time.perf_counter() - start  # every segment of a resumed run, evaluations included
+    wall_time = run.wall_before  # every segment of a resumed run, evaluations included
     summary = {
         "algo": config.algo,
         "task": config.task,
@@ -496,26 +635,29 @@ def _train_in(
         "settings": asdict(settings),
         "dataset_file": str(datasets.dataset_path(config.data_dir, config.task, config.dataset, config.dataset_seed)),
         "dataset_size": dataset.n_transitions,
-        "reference_returns": reference,
+        "reference_returns": dataset.metadata["reference_returns"],
         "device": str(device),
         "versions": versions(),
         "wall_time_s": wall_time,
         "updates_per_second": learner.updates / wall_time if wall_time > 0 else None,
     }
+    if seeds is not None:  # the wall time is the whole program's, shared by its runs
+        summary["batched_seeds"] = list(seeds)
     text = json.dumps(summary, indent=2) + "\n"
-    write_atomically(out_dir / "summary.json", lambda temporary: temporary.write_text(text))
+    write_atomically(run.out_dir / "summary.json", lambda temporary: temporary.write_text(text))
     return {"summary": summary, "learner": learner, "log": log}
 
 
 def main(argv: list[str] | None = None) -> dict:
-    """The CLI: the run's summary.
+    """The CLI: the run's summary (with ``--seeds``: ``{"runs": [summary, ...]}``).
 
     An :class:`OutDirError`, :class:`SettingsError` or :class:`DatasetError` is one ``error:`` line on
     stderr and exit code 2.
     """
     config = tyro.cli(TrainConfig, args=argv, description=__doc__.split("\n\n")[0])
     try:
-        return train(config)["summary"]
+        result = train(config)
+        return result["summary"] if config.seeds is None else {"runs": [run["summary"] for run in result["runs"]]}
     except (OutDirError, SettingsError, DatasetError) as error:
         print("error: " + " ".join(str(error).split("\n")), file=sys.stderr)
         raise SystemExit(2) from None
@@ -523,4 +665,6 @@ def main(argv: list[str] | None = None) -> dict:
 
 if __name__ == "__main__":
     summary = main()
-    print(json.dumps({key: summary[key] for key in ("final_normalized_score", "best_normalized_score", "wall_time_s")}))
+    for run in summary.get("runs", [summary]):
+        keys = ("seed", "final_normalized_score", "best_normalized_score", "wall_time_s")
+        print(json.dumps({key: run[key] for key in keys}))

@@ -18,7 +18,29 @@ def team_returns(task: str, policy, episodes: int, seed: int, opponent=None) -> 
     ``opponent`` drives the other side (see :class:`deep.envs.tasks.TeamEnv`).
     """
     env = TeamEnv(task, n_envs=episodes, seed=seed, opponent=opponent)
-    obs, _ = env.reset()
+    return _play(env, policy, env.reset())
+
+
+def runs_team_returns(task: str, policy, episodes: int, seeds: list[int], opponent) -> np.ndarray:
+    """The evaluations of R runs as one batch of ``R x episodes`` copies: shape (R, episodes).
+
+    Run r plays the episodes of ``team_returns(task, ..., episodes, seeds[r], opponent)`` (copy ``e`` of
+    run r seeded with ``seeds[r] + e``); ``policy(obs [R * E, n, obs_dim])`` acts for run r on rows
+    ``r * E .. (r + 1) * E - 1`` (:func:`stacked_policy`). ``opponent`` must act on each row alone
+    (the shipped opponents do: deterministic, evaluation-mode networks); None for tasks without one.
+    """
+    if opponent is None and task_spec(task).opponents:
+        raise ValueError(f"opponent: task {task!r} needs one (a uniform stream would mix the runs)")
+    runs = len(seeds)
+    env = TeamEnv(task, n_envs=runs * episodes, opponent=opponent)
+    start = env.reset(copy_seeds=[seed + e for seed in seeds for e in range(episodes)])
+    return _play(env, policy, start).reshape(runs, episodes)
+
+
+def _play(env: TeamEnv, policy, start: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Play one episode in every copy of ``env`` from its reset ``start``; the team returns (E,)."""
+    obs, _ = start
+    episodes = env.n_envs
     returns = np.zeros(episodes)
     done = np.zeros(episodes, dtype=bool)
     while not done.all():
@@ -26,6 +48,26 @@ def team_returns(task: str, policy, episodes: int, seed: int, opponent=None) -> 
         returns += reward * ~done
         done |= terminated | truncated
     return returns
+
+
+def stacked_policy(actors: torch.nn.Module, params: dict[str, torch.Tensor]):
+    """R teams as one numpy policy: ``params`` are R stacked ``actors.state_dict()`` entries ``[R, ...]``.
+
+    ``obs [R * E, n, obs_dim]`` (run-major) -> ``[R * E, n, act_dim]``: run r's team acts on its block of
+    E rows, in ``actors``' current mode (evaluation: the running statistics), without gradients.
+    """
+    runs = next(iter(params.values())).shape[0]
+
+    def run_actions(run_params, obs):
+        return torch.func.functional_call(actors, run_params, (obs,))
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        device = next(iter(params.values())).device
+        with torch.no_grad():
+            blocks = torch.as_tensor(obs, device=device).unflatten(0, (runs, -1))  # [R, E, n, obs]
+            return torch.func.vmap(run_actions)(params, blocks).flatten(0, 1).cpu().numpy()
+
+    return act
 
 
 def uniform_policy(task: str, seed: int):

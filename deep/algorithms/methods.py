@@ -42,6 +42,8 @@ class Method:
     """``(task, dataset)`` -> every settings field but ``algo`` (and ``k``), plus ``updates``."""
     compilable: bool = True
     """Whether ``--compile`` applies."""
+    batchable: bool = True
+    """Whether ``--seeds`` trains its runs as one program (deep/algorithms/batched.py)."""
 
 
 METHODS: dict[str, Method] = {
@@ -51,5 +53,5 @@ METHODS: dict[str, Method] = {
     },
     "omar": Method(omar.OmarSettings, omar.OmarLearner, omar.defaults),
     "matd3-bc": Method(matd3_bc.TD3BCSettings, matd3_bc.TD3BCLearner, matd3_bc.defaults),
-    "iql": Method(iql.IQLSettings, iql.IQLLearner, iql.defaults, compilable=False),
+    "iql": Method(iql.IQLSettings, iql.IQLLearner, iql.defaults, compilable=False, batchable=False),
 }

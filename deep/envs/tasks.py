@@ -393,7 +393,7 @@ class TeamEnv:
         self._needs_reset = True
         self._opponent_obs = np.zeros((self.n_envs, self.spec.n_opponents, self.spec.opponent_obs_dim), np.float32)
 
-    def reset(self, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def reset(self, seed: int | None = None, copy_seeds: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Start a new episode in every copy.
 
         Parameters
@@ -402,6 +402,9 @@ class TeamEnv:
             Reseed copy ``e`` with ``seed + e`` (a trainer that resumes from a checkpoint reseeds every
             episode this way). By default the first reset uses ``self.seed + e`` and later ones continue
             each copy's own random stream.
+        copy_seeds : list of int, optional
+            Reseed copy ``e`` with ``copy_seeds[e]`` (length ``E``; excludes ``seed``): the episodes of
+            several evaluations, each with its own seed, played as one batch of copies.
 
         Returns
         -------
@@ -410,7 +413,11 @@ class TeamEnv:
         state : ndarray, shape [E, state_dim], float32
             Global states.
         """
-        if seed is not None:
+        if copy_seeds is not None:
+            if seed is not None or len(copy_seeds) != self.n_envs:
+                raise ValueError(f"copy_seeds: must be {self.n_envs} seeds, one per copy, without seed")
+            seeds = [int(value) for value in copy_seeds]
+        elif seed is not None:
             seeds = [seed + e for e in range(self.n_envs)]
         else:
             seeds = [self.seed + e if self._first_reset else None for e in range(self.n_envs)]

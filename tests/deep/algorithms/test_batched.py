@@ -9,6 +9,7 @@ import torch
 from deep.algorithms.batched import BatchedRuns
 from deep.algorithms.methods import METHODS
 from deep.algorithms.offline import LearnerSettings, OfflineLearner, default_hyperparameters
+from tests.deep.algorithms.host_sync import trap_host_synchronization
 from tests.deep.algorithms.tiny_methods import tiny_settings
 
 torch.set_num_threads(1)
@@ -199,3 +200,15 @@ def test_compiled_batched_update_equals_eager(algo):
         assert mine.keys() == theirs.keys()
         for key in mine:
             torch.testing.assert_close(mine[key], theirs[key], rtol=1e-4, atol=1e-5, msg=key)
+
+
+@pytest.mark.parametrize("algo", ["spacql", "omar"])
+def test_batched_update_never_synchronizes_with_the_host(algo, monkeypatch):
+    """No .item(), .tolist(), bool(), float() or int() of a tensor from deep/ code in 6 batched updates
+    (the actor steps and a round of targets included), nor in the preparation of the runs' minibatches."""
+    batched = BatchedRuns([learner(algo, r) for r in range(RUNS)])
+    data, streams = dataset(), generators()
+    calls = trap_host_synchronization(monkeypatch)
+    for _ in range(6):
+        batched.update([sample(data, g, batched.template.batch_rows) for g in streams], streams)
+    assert calls == []

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import copy
-import inspect
-from pathlib import Path
 
 import pytest
 import torch
 
-import deep
 from deep.algorithms.learner import action_mask, clip_grad_norm_per_member
 from deep.algorithms.networks import Critics
 from deep.algorithms.offline import (
@@ -19,9 +16,9 @@ from deep.algorithms.offline import (
     OfflineLearner,
     default_hyperparameters,
 )
+from tests.deep.algorithms.host_sync import trap_host_synchronization
 
 torch.set_num_threads(1)
-DEEP = Path(deep.__file__).resolve().parent
 
 
 def settings(algo: str = "spacql", **changes) -> LearnerSettings:
@@ -108,21 +105,7 @@ def test_schedule_actor_every_policy_delay_targets_at_the_end_of_each_round():
 @pytest.mark.parametrize("algo", sorted(ALGORITHMS))
 def test_update_never_synchronizes_with_the_host(algo, monkeypatch):
     """No .item(), .tolist(), bool(), float() or int() of a tensor from deep/ code inside update()."""
-    calls = []
-
-    def guard(name):
-        original = getattr(torch.Tensor, name)
-
-        def wrapper(self, *args, **kwargs):
-            caller = Path(inspect.stack()[1].filename).resolve()
-            if caller.is_relative_to(DEEP):
-                calls.append(f"{name} at {caller.name}")
-            return original(self, *args, **kwargs)
-
-        monkeypatch.setattr(torch.Tensor, name, wrapper)
-
-    for name in ("item", "tolist", "__bool__", "__float__", "__int__", "__index__"):
-        guard(name)
+    calls = trap_host_synchronization(monkeypatch)
     agent = learner(algo, penalty_policy_samples=True)
     generator = torch.Generator().manual_seed(0)
     for _ in range(6):

@@ -291,3 +291,18 @@ def test_opponent_side_tasks_swap_team_and_opponents(task, benchmark_task):
     assert reward.shape == (2,) and not truncated.any()
     with pytest.raises(ValueError, match="has no opponents"):
         opponent_task("cn")
+
+
+def test_copy_seeds_reset_each_copy_as_its_own_seed_would():
+    """reset(copy_seeds=[s_0, s_1, ...]) starts copy e as reset(seed=s_e) starts copy 0; a wrong length is refused."""
+    together = TeamEnv("cn", n_envs=3)
+    obs, state = together.reset(copy_seeds=[7, 100, 7])
+    for e, seed in enumerate([7, 100, 7]):
+        alone_obs, alone_state = TeamEnv("cn", n_envs=1).reset(seed=seed)
+        np.testing.assert_array_equal(obs[e], alone_obs[0])
+        np.testing.assert_array_equal(state[e], alone_state[0])
+    assert not np.array_equal(obs[0], obs[1])
+    with pytest.raises(ValueError, match=r"^copy_seeds: must be 3 seeds, one per copy, without seed"):
+        together.reset(copy_seeds=[1, 2])
+    with pytest.raises(ValueError, match=r"^copy_seeds: must be 3 seeds"):
+        together.reset(seed=1, copy_seeds=[1, 2, 3])
