@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from deep.algorithms.batched import BatchedRuns
 from deep.algorithms.evaluation import deterministic_policy, runs_team_returns, stacked_policy, team_returns
 from deep.algorithms.networks import Actors
 from deep.envs.tasks import task_spec
@@ -157,3 +158,42 @@ def test_the_cli_trains_the_seeds_into_the_parent_directory(data_dir, tmp_path):
     summary = main([*cli_args(data_dir, tmp_path / "runs"), *args])
     assert [run["seed"] for run in summary["runs"]] == [2]
     assert (tmp_path / "runs" / "cn-random-spacql-seed2" / "summary.json").is_file()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("algo", ["spacql", "matd3-bc"])
+def test_compiled_batched_cuda_runs_match_eager_and_never_synchronize(algo, data_dir, tmp_path):
+    """--seeds --compile on a GPU (CUDA graphs) gives eager's runs to 1e-3; the batched update runs with
+    CUDA's sync debug mode set to error (warm-up first: lazy initialization may synchronize)."""
+    eager = train(batched_config(data_dir, tmp_path / "eager", algo, device="cuda"))
+    compiled = train(batched_config(data_dir, tmp_path / "compiled", algo, device="cuda", compile=True))
+    for mine, theirs in zip(compiled["runs"], eager["runs"], strict=True):
+        for key, value in theirs["learner"].actors.state_dict().items():
+            torch.testing.assert_close(mine["learner"].actors.state_dict()[key], value, rtol=1e-3, atol=1e-3)
+
+    runs = BatchedRuns([run["learner"] for run in eager["runs"]])
+    generators = [torch.Generator(device="cuda").manual_seed(seed) for seed in SEEDS]
+    rows = runs.template.batch_rows
+    batch = {key: torch.rand(rows, *shape, device="cuda") for key, shape in _row_shapes().items()}
+    runs.update([batch] * len(SEEDS), generators)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(5):
+            runs.update([batch] * len(SEEDS), generators)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+def _row_shapes() -> dict[str, tuple[int, ...]]:
+    spec = task_spec("cn")
+    n = spec.n_agents
+    return {
+        "obs": (n, spec.obs_dim),
+        "next_obs": (n, spec.obs_dim),
+        "actions": (n, spec.act_dim),
+        "next_actions": (n, spec.act_dim),
+        "rewards": (),
+        "terminals": (),
+        "state": (spec.state_dim,),
+        "next_state": (spec.state_dim,),
+    }
