@@ -24,6 +24,11 @@ Backends (``--backend``):
   checkpoint. On a cluster of several machines the data and out dirs must be on a file system that all
   of them see, and spacql must be installed on each.
 
+``--batch-seeds`` trains the seeds of each (task, dataset, method) cell as one batched program
+(``deep/train.py --seeds``; the value family, omar, matd3-bc; iql's runs stay separate): one backend task
+per cell, into the same run directories. The runs of a cell that have a checkpoint resume as one program,
+the others start over as another. This is the GPU's mode: one small run leaves most of a GPU idle.
+
 ``--preset table2`` is the paper's Table 2 grid: the four tasks and datasets, every method of the table
 registered in deep.algorithms.methods (spacql, icql-qs, cfcql, macql, omar, matd3-bc, iql), 5 seeds,
 each task's schedule; ``--tasks``, ``--datasets``, ``--algos`` and ``--seeds`` narrow it. While the grid
@@ -59,7 +64,8 @@ from deep.settings import SettingsError, flag, validate_settings
 from deep.storage.datasets import QUALITIES
 from deep.storage.files import write_atomically
 from deep.train import TrainConfig, train
-from tabular.validation import check_int, check_real, invalid
+from deep.train import run_configs as train_run_configs
+from tabular.validation import check_bool, check_int, check_real, invalid
 
 PROG = "python -m deep.sweep"
 
@@ -138,6 +144,9 @@ class SweepConfig:
     its checkpoint. A run that raises an error is not retried."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Device of every run."""
+    batch_seeds: bool = False
+    """Train the seeds of each (task, dataset, method) cell as one batched program (deep/train.py --seeds), one
+    backend task per cell; iql's runs stay separate."""
     table_only: bool = False
     """Only tabulate the finished runs."""
 
@@ -191,20 +200,52 @@ def run_configs(config: SweepConfig, **overrides) -> list[TrainConfig]:
     return configs
 
 
-def train_run(run: TrainConfig, threads: int = 1) -> dict:
-    """Train one run of the grid in this process with ``threads`` torch threads; its summary.
+def batched_units(runs: list[TrainConfig]) -> list[TrainConfig]:
+    """``runs`` as training units: the runs of a batchable method in one (task, dataset, method) cell become
+    one ``--seeds`` config (out dir: the runs' parent); the others stay as they are."""
+    units, cells = [], {}
+    for run in runs:
+        if METHODS[run.algo].batchable:
+            cells.setdefault((run.task, run.dataset, run.algo), []).append(run)
+        else:
+            units.append(run)
+    for members in cells.values():
+        parent = str(Path(members[0].out_dir).parent)
+        seeds = [member.seed for member in members]
+        units.append(replace(members[0], seed=0, seeds=seeds, out_dir=parent, resume=False, overwrite=False))
+    return units
 
-    Whether it resumes is decided here, when it starts (:func:`resuming`), not when the grid was planned:
-    a run retried after its worker was killed continues from the last checkpoint of that worker.
+
+def unit_runs(unit: TrainConfig) -> list[TrainConfig]:
+    """The runs a training unit trains: itself, or one per seed of a ``--seeds`` unit."""
+    return [unit] if unit.seeds is None else train_run_configs(unit)
+
+
+def train_run(unit: TrainConfig, threads: int = 1) -> dict | list[dict]:
+    """Train one unit of the grid in this process with ``threads`` torch threads; its summary (a list for a
+    ``--seeds`` unit, in the order of its seeds).
+
+    Whether a run resumes is decided here, when it starts (:func:`resuming`), not when the grid was planned:
+    a run retried after its worker was killed continues from the last checkpoint of that worker. The runs
+    of a ``--seeds`` unit that have a checkpoint resume together; the others start over together.
     """
     import torch
 
     torch.set_num_threads(threads)
-    return train(resuming(run))["summary"]
+    if unit.seeds is None:
+        return train(resuming(unit))["summary"]
+    decided = [resuming(run) for run in unit_runs(unit)]
+    summaries = {}
+    for resume in (True, False):
+        seeds = [run.seed for run in decided if run.resume == resume]
+        if seeds:
+            result = train(replace(unit, seeds=seeds, resume=resume, overwrite=not resume))
+            summaries |= {run["summary"]["seed"]: run["summary"] for run in result["runs"]}
+    return [summaries[seed] for seed in unit.seeds]
 
 
-Outcome = dict | Exception
-"""A run's summary, or the exception that stopped it."""
+Outcome = dict | list[dict] | Exception
+"""A unit's summary (a list for a ``--seeds`` unit), or the exception that stopped it."""
 
 
 class Backend(Protocol):
@@ -230,7 +271,8 @@ class Backend(Protocol):
     def __exit__(self, *exc_info) -> None: ...
 
     def run(self, runs: list[TrainConfig]) -> Iterator[tuple[TrainConfig, Outcome]]:
-        """Train ``runs``; yields each with its outcome as it ends, in any order. A failed run stops no other."""
+        """Train ``runs`` (units: :func:`batched_units`); yields each with its outcome as it ends, in any order. A
+        failed unit stops no other."""
         ...
 
 
@@ -366,6 +408,7 @@ def validate(config: SweepConfig, **overrides) -> list[TrainConfig]:
     Raises :class:`SettingsError` naming the first bad setting.
     """
     check_int(flag("workers"), config.workers, 1, numpy=False)
+    check_bool(flag("batch_seeds"), config.batch_seeds, numpy=False)
     check_real(flag("cpus_per_run"), config.cpus_per_run, 0.0, low_open=True, numpy=False)
     check_real(flag("gpus_per_run"), config.gpus_per_run, 0.0, numpy=False)
     check_int(flag("max_retries"), config.max_retries, 0, numpy=False)
@@ -538,25 +581,31 @@ def train_grid(config: SweepConfig, runs: list[TrainConfig]) -> dict[str, str]:
     errors: dict[str, str] = {}
     if not todo:
         return errors
+    units = batched_units(todo) if config.batch_seeds else todo
     with BACKENDS[config.backend].from_config(config) as backend:
         eta = Eta(backend.slots)
         for summary in _finished_summaries(runs):
             eta.add(summary)
         print(
-            f"{len(todo)} run(s) to train ({sum(run.resume for run in todo)} resumed) on {config.backend}, "
-            f"{backend.slots} at a time; {eta.text(todo)}",
+            f"{len(todo)} run(s) to train ({sum(run.resume for run in todo)} resumed) in {len(units)} unit(s) "
+            f"on {config.backend}, {backend.slots} at a time; {eta.text(todo)}",
             flush=True,
         )
         remaining = list(todo)
-        for done, (run, outcome) in enumerate(backend.run(todo), start=1):
-            remaining.remove(run)
-            if isinstance(outcome, Exception):
-                errors[run.out_dir] = f"{type(outcome).__name__}: {outcome}"
-                print(f"FAILED [{done}/{len(todo)}] {run.out_dir}: {errors[run.out_dir]}", flush=True)
-            else:
-                eta.add(outcome)
+        done = 0
+        for unit, outcome in backend.run(units):
+            members = unit_runs(unit)
+            for index, run in enumerate(members):
+                done += 1
+                remaining = [other for other in remaining if other.out_dir != run.out_dir]
+                if isinstance(outcome, Exception):
+                    errors[run.out_dir] = f"{type(outcome).__name__}: {outcome}"
+                    print(f"FAILED [{done}/{len(todo)}] {run.out_dir}: {errors[run.out_dir]}", flush=True)
+                    continue
+                summary = outcome if unit.seeds is None else outcome[index]
+                eta.add(summary)
                 print(
-                    f"done [{done}/{len(todo)}] {run.out_dir}: {_score_text(outcome)}; {eta.text(remaining)}",
+                    f"done [{done}/{len(todo)}] {run.out_dir}: {_score_text(summary)}; {eta.text(remaining)}",
                     flush=True,
                 )
     return errors

@@ -18,7 +18,7 @@ import torch
 from deep.algorithms.methods import METHODS
 from deep.report import TABLE_2
 from deep.settings import SettingsError, validate_settings
-from deep.sweep import Eta, SweepConfig, main, run_configs, sweep
+from deep.sweep import Eta, SweepConfig, main, run_configs, sweep, train_run
 from tests.deep.tiny_offline import write_tiny_dataset
 
 torch.set_num_threads(1)
@@ -259,6 +259,20 @@ def test_the_ray_backend_trains_the_grid_as_the_local_backend_does(tmp_path, ray
     assert (tmp_path / "ray" / "results.md").read_text() == (tmp_path / "runs" / "results.md").read_text()
 
 
+def test_batched_cells_on_ray_write_what_they_write_locally(tmp_path, ray_cluster):
+    """--batch-seeds on Ray: a cell's seeds are one Ray task returning their summaries; bit for bit the local
+    batched sweep's runs (the same program on the same CPU)."""
+    local = tiny_sweep_config(tmp_path, algos=("cfcql",), datasets=("random", "expert"), seeds=(0, 1), batch_seeds=True)
+    on_ray = replace(local, out_dir=str(tmp_path / "ray"), backend="ray", cpus_per_run=1.0)
+    sweep(local, **TINY)
+    ray_cells, ray_failures = sweep(on_ray, **TINY)
+    for seed in (0, 1):
+        name = f"cn-random-cfcql-seed{seed}"
+        assert _rows(tmp_path / "ray" / name) == _rows(tmp_path / "runs" / name)
+    assert ray_cells["cn/cfcql/random"]["seeds"] == 2 and ray_cells["cn/cfcql/expert"]["failed"] == 2
+    assert len(ray_failures) == 2 and all("MissingDatasetError" in line for line in ray_failures)
+
+
 # The sweep whose worker is killed runs in a child process with its own cluster: the kill, Ray's retry
 # and the driver's shutdown stay out of the pytest process (in-process, a killed worker's cluster
 # once aborted pytest in a later module), and the child's exit code says whether the driver survived.
@@ -305,3 +319,31 @@ def test_a_ray_run_whose_worker_is_killed_resumes_its_checkpoint_to_the_same_res
     ray_summary = json.loads((out_dir / "summary.json").read_text())
     assert ray_summary["final_normalized_score"] == local_summary["final_normalized_score"]
     assert _rows(out_dir) == _rows(local_dir)
+
+
+def test_batch_seeds_trains_each_cell_as_one_program_into_the_same_run_directories(tmp_path):
+    """--batch-seeds: cfcql's 3 seeds as batched programs (the one with a checkpoint resumes alone, the two
+    fresh ones start together), iql's runs separately; the same directories and, to float32 rounding, the
+    same scores as the unbatched sweep."""
+    small = dict(hidden=8, batch_size=16, log_every=25, tensorboard=False)
+    grid = dict(algos=("cfcql", "iql"), datasets=("random",), seeds=(0, 1, 2))
+    config = tiny_sweep_config(tmp_path, batch_seeds=True, **grid)
+    killed = next(run for run in run_configs(config, **small) if run.algo == "cfcql" and run.seed == 1)
+    train_run(replace(killed, updates=25))
+    (Path(killed.out_dir) / "summary.json").unlink()  # killed after its first checkpoint
+    cells, failures = sweep(config, **small)
+    assert failures == [] and cells["cn/cfcql/random"]["seeds"] == 3 and cells["cn/iql/random"]["seeds"] == 3
+
+    def summary(directory, algo, seed):
+        return json.loads((directory / f"cn-random-{algo}-seed{seed}" / "summary.json").read_text())
+
+    runs = tmp_path / "runs"
+    assert [summary(runs, "cfcql", seed)["batched_seeds"] for seed in (0, 1, 2)] == [[0, 2], [1], [0, 2]]
+    assert all("batched_seeds" not in summary(runs, "iql", seed) for seed in (0, 1, 2))
+    assert [row["update"] for row in map(json.loads, (Path(killed.out_dir) / "metrics.jsonl").open())] == [25, 50]
+
+    separate = replace(config, out_dir=str(tmp_path / "separate"), batch_seeds=False, algos=("cfcql",))
+    sweep(separate, **small)
+    for seed in (0, 2):
+        mine, theirs = summary(runs, "cfcql", seed), summary(tmp_path / "separate", "cfcql", seed)
+        assert np.isclose(mine["final_normalized_score"], theirs["final_normalized_score"], rtol=1e-3, atol=1e-3)
