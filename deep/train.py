@@ -530,6 +530,9 @@ def _train_in(
             _train_loop(config, [run], _SingleProgram([run]), latest, data, opponent, dataset, device)
     program = (_SingleProgram if config.seeds is None else _BatchedProgram)(runs)
     if config.compile:
+        # a process that trains run after run (a sweep's worker) would pile up recompiles of the same loss
+        # functions (one per settings: guards on their constants) past dynamo's limit, then run them eager
+        torch.compiler.reset()
         program.compile(mode)
     _train_loop(config, runs, program, total_updates, data, opponent, dataset, device)
     program.write_back()
