@@ -586,8 +586,9 @@ def train_grid(config: SweepConfig, runs: list[TrainConfig]) -> dict[str, str]:
         eta = Eta(backend.slots)
         for summary in _finished_summaries(runs):
             eta.add(summary)
+        grouped = f" in {len(units)} batched unit(s)" if config.batch_seeds else ""
         print(
-            f"{len(todo)} run(s) to train ({sum(run.resume for run in todo)} resumed) in {len(units)} unit(s) "
+            f"{len(todo)} run(s) to train ({sum(run.resume for run in todo)} resumed){grouped} "
             f"on {config.backend}, {backend.slots} at a time; {eta.text(todo)}",
             flush=True,
         )

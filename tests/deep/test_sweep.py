@@ -321,7 +321,7 @@ def test_a_ray_run_whose_worker_is_killed_resumes_its_checkpoint_to_the_same_res
     assert _rows(out_dir) == _rows(local_dir)
 
 
-def test_batch_seeds_trains_each_cell_as_one_program_into_the_same_run_directories(tmp_path):
+def test_batch_seeds_trains_each_cell_as_one_program_into_the_same_run_directories(tmp_path, capsys):
     """--batch-seeds: cfcql's 3 seeds as batched programs (the one with a checkpoint resumes alone, the two
     fresh ones start together), iql's runs separately; the same directories and, to float32 rounding, the
     same scores as the unbatched sweep."""
@@ -333,6 +333,7 @@ def test_batch_seeds_trains_each_cell_as_one_program_into_the_same_run_directori
     (Path(killed.out_dir) / "summary.json").unlink()  # killed after its first checkpoint
     cells, failures = sweep(config, **small)
     assert failures == [] and cells["cn/cfcql/random"]["seeds"] == 3 and cells["cn/iql/random"]["seeds"] == 3
+    assert "6 run(s) to train (1 resumed) in 4 batched unit(s) on local" in capsys.readouterr().out
 
     def summary(directory, algo, seed):
         return json.loads((directory / f"cn-random-{algo}-seed{seed}" / "summary.json").read_text())
