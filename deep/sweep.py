@@ -63,7 +63,7 @@ from deep.report import PAPER_METHODS
 from deep.settings import SettingsError, flag, validate_settings
 from deep.storage.datasets import QUALITIES
 from deep.storage.files import write_atomically
-from deep.train import TrainConfig, train
+from deep.train import TrainConfig, run_name, train
 from deep.train import run_configs as train_run_configs
 from tabular.validation import check_bool, check_int, check_real, invalid
 
@@ -158,8 +158,8 @@ class SweepConfig:
 
 
 def run_dir(config: SweepConfig, task: str, quality: str, algo: str, seed: int) -> Path:
-    """The out dir of one run of the grid: ``<out-dir>/<task>-<dataset>-<algo>-seed<seed>``."""
-    return Path(config.out_dir) / f"{task}-{quality}-{algo}-seed{seed}"
+    """The out dir of one run of the grid: ``<out-dir>/<task>-<dataset>-<algo>-seed<seed>`` (train.py's name)."""
+    return Path(config.out_dir) / run_name(TrainConfig(algo=algo, task=task, dataset=quality), seed)
 
 
 def resuming(run: TrainConfig) -> TrainConfig:
@@ -528,7 +528,8 @@ class Eta:
         """Count a finished run's speed (a summary without a positive wall time and update count is skipped)."""
         wall, updates = summary.get("wall_time_s"), summary.get("updates")
         if isinstance(wall, int | float) and isinstance(updates, int) and wall > 0 and updates > 0:
-            self.speeds.setdefault((summary.get("task"), summary.get("algo")), []).append(wall / updates)
+            batched = len(summary.get("batched_seeds") or [None])  # a batched program's wall time is its runs'
+            self.speeds.setdefault((summary.get("task"), summary.get("algo")), []).append(wall / updates / batched)
 
     def seconds_per_update(self, task: str, algo: str) -> float | None:
         """The measured speed of (task, algo), else of the task; None before any run of the task finished."""
@@ -599,11 +600,14 @@ def train_grid(config: SweepConfig, runs: list[TrainConfig]) -> dict[str, str]:
             for index, run in enumerate(members):
                 done += 1
                 remaining = [other for other in remaining if other.out_dir != run.out_dir]
-                if isinstance(outcome, Exception):
+                if not isinstance(outcome, Exception):
+                    summary = outcome if unit.seeds is None else outcome[index]
+                elif finished := _finished_summaries([run]):  # a failed unit's runs that finished count as such
+                    summary = finished[0]
+                else:
                     errors[run.out_dir] = f"{type(outcome).__name__}: {outcome}"
                     print(f"FAILED [{done}/{len(todo)}] {run.out_dir}: {errors[run.out_dir]}", flush=True)
                     continue
-                summary = outcome if unit.seeds is None else outcome[index]
                 eta.add(summary)
                 print(
                     f"done [{done}/{len(todo)}] {run.out_dir}: {_score_text(summary)}; {eta.text(remaining)}",

@@ -27,7 +27,7 @@ A non-finite loss stops the run with its update number after writing ``nan_check
 ``<out-dir>/<task>-<dataset>-<algo>-seed<s>/`` (``--out-dir`` is then the parent, default
 ``runs/offline``; the sweep's layout) the same files as a run of ``--seed s``, whose checkpoint a single
 run resumes too. Each run keeps its own random stream, minibatches, metrics and evaluation episodes;
-the runs equal separate runs to float32 rounding (tests/deep/test_train.py), evaluated together as one
+the runs equal separate runs to float32 rounding (tests/deep/test_train_batched.py), evaluated together as one
 batch of environment copies. ``--resume`` continues every run; a run whose checkpoint is behind the
 others' (a process killed between their writes) first catches up alone.
 
@@ -407,8 +407,8 @@ def train(config: TrainConfig) -> dict:
     opponent = evaluation_opponent(config.task)
     configs = run_configs(config)
     with ExitStack() as locks:  # held for the whole run; the OS releases them if the process dies
-        for run_config in configs:
-            out_dir = locks.enter_context(locked_out_dir(out_dir_of(run_config)))
+        out_dirs = [locks.enter_context(locked_out_dir(out_dir_of(run_config))) for run_config in configs]
+        for out_dir in out_dirs:  # after every lock is held: a refused run dir deletes nothing in the others
             prepare_out_dir(out_dir, config.resume, config.overwrite)
         results = _train_in(config, configs, settings, total_updates, device, dataset, opponent)
     return results[0] if config.seeds is None else {"runs": results}
@@ -491,6 +491,35 @@ class _BatchedProgram:
         self.batched.to_learners()
 
 
+def _start_run(config: TrainConfig, run_config: TrainConfig, settings, device: torch.device, resume: bool) -> _Run:
+    """A run's learner and random stream, from its seed or (``resume``) from its out dir's checkpoint."""
+    spec = task_spec(config.task)
+    torch.manual_seed(run_config.seed)
+    learner = METHODS[config.algo].learner(settings, spec.n_agents, spec.obs_dim, spec.act_dims, spec.state_dim, device)
+    run = _Run(run_config, learner, torch.Generator(device=device).manual_seed(run_config.seed))
+    if resume:
+        required = ("learner", "generator", "log", "wall_time_s")
+        path = run.out_dir / "checkpoint.pt"
+        state = load_resume_checkpoint(path, device, asdict(run_config), _resumable, required)
+        learner.load_state_dict(state["learner"])
+        run.generator.set_state(state["generator"].cpu())
+        run.log, run.wall_before = json.loads(state["log"]), float(state["wall_time_s"])
+    write_logs(run.out_dir, run.log, columns(learner))  # drops rows written after the checkpoint by a killed run
+    if config.tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+
+        run.writer = SummaryWriter(str(run.out_dir / "tb"), purge_step=learner.updates)
+    return run
+
+
+class _NonFiniteRuns(Exception):
+    """Runs of the program whose loss became non-finite; their ``nan_checkpoint.pt`` is written."""
+
+    def __init__(self, runs: list[_Run], messages: list[str]):
+        super().__init__("; ".join(messages))
+        self.runs, self.messages = runs, messages
+
+
 def _train_in(
     config: TrainConfig,
     configs: list[TrainConfig],
@@ -500,62 +529,74 @@ def _train_in(
     dataset: datasets.OfflineDataset,
     opponent,
 ) -> list[dict]:
-    """The runs of :func:`train` in their prepared, locked out dirs: load or start them, train, summarize."""
-    spec = task_spec(config.task)
-    data = DeviceDataset(dataset, device)
-    runs = []
-    for run_config in configs:
-        torch.manual_seed(run_config.seed)
-        learner = METHODS[config.algo].learner(
-            settings, spec.n_agents, spec.obs_dim, spec.act_dims, spec.state_dim, device
-        )
-        run = _Run(run_config, learner, torch.Generator(device=device).manual_seed(run_config.seed))
-        if config.resume:
-            required = ("learner", "generator", "log", "wall_time_s")
-            path = run.out_dir / "checkpoint.pt"
-            state = load_resume_checkpoint(path, device, asdict(run_config), _resumable, required)
-            learner.load_state_dict(state["learner"])
-            run.generator.set_state(state["generator"].cpu())
-            run.log, run.wall_before = json.loads(state["log"]), float(state["wall_time_s"])
-        write_logs(run.out_dir, run.log, columns(learner))  # drops rows written after the checkpoint by a killed run
-        if config.tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
+    """The runs of :func:`train` in their prepared, locked out dirs: load or start them, train, summarize.
 
-            run.writer = SummaryWriter(str(run.out_dir / "tb"), purge_step=learner.updates)
-        runs.append(run)
-    mode = "reduce-overhead" if device.type == "cuda" else None
-    latest = max(run.learner.updates for run in runs)
-    for run in runs:  # a run whose checkpoint is behind the others' catches up alone
+    A run whose loss becomes non-finite stops alone: the others restart from their last checkpoint
+    without it, finish, and then the error names every stopped run.
+    """
+    data = DeviceDataset(dataset, device)
+    runs = [_start_run(config, run_config, settings, device, config.resume) for run_config in configs]
+    failures = []
+    while runs:
+        try:
+            _train_runs(config, runs, total_updates, data, opponent, dataset, device)
+            break
+        except _NonFiniteRuns as error:
+            failures += error.messages
+            for run in runs:
+                if run.writer is not None:
+                    run.writer.close()
+            healthy = [run.config for run in runs if run not in error.runs]
+            runs = [
+                _start_run(config, run_config, settings, device, (out_dir_of(run_config) / "checkpoint.pt").is_file())
+                for run_config in healthy
+            ]
+    for run in runs:
+        if run.writer is not None:
+            run.writer.close()
+    results = [_finish(run, settings, dataset, device, config.seeds) for run in runs]
+    if failures:
+        raise FloatingPointError("; ".join(failures))
+    return results
+
+
+def _train_runs(config: TrainConfig, runs: list[_Run], total_updates: int, data, opponent, dataset, device) -> None:
+    """Train ``runs`` to ``total_updates``: a run behind the others catches up alone, then the program."""
+    latest = min(max(run.learner.updates for run in runs), total_updates)
+    for run in runs:  # a run whose checkpoint is behind the others' (a kill between their writes) first
         if run.learner.updates < latest:
             _train_loop(config, [run], _SingleProgram([run]), latest, data, opponent, dataset, device)
-    program = (_SingleProgram if config.seeds is None else _BatchedProgram)(runs)
+    active = [run for run in runs if run.learner.updates < total_updates]
+    if not active:
+        return
+    program = (_SingleProgram if config.seeds is None else _BatchedProgram)(active)
     if config.compile:
         # a process that trains run after run (a sweep's worker) would pile up recompiles of the same loss
         # functions (one per settings: guards on their constants) past dynamo's limit, then run them eager
         torch.compiler.reset()
-        program.compile(mode)
-    _train_loop(config, runs, program, total_updates, data, opponent, dataset, device)
+        program.compile("reduce-overhead" if device.type == "cuda" else None)
+    _train_loop(config, active, program, total_updates, data, opponent, dataset, device)
     program.write_back()
-    for run in runs:
-        if run.writer is not None:
-            run.writer.close()
-    return [_finish(run, settings, dataset, device, config.seeds) for run in runs]
 
 
 def _train_loop(config, runs: list[_Run], program, until: int, data, opponent, dataset, device) -> None:
-    """Update every run of ``program`` to ``until`` updates, logging, evaluating and checkpointing each run."""
+    """Update every run of ``program`` to ``until`` updates, logging, evaluating and checkpointing each run.
+
+    Raises :class:`_NonFiniteRuns` (after writing their ``nan_checkpoint.pt``) at the first log row where a
+    run's loss has been non-finite.
+    """
     reference = dataset.metadata["reference_returns"]
     header = columns(runs[0].learner)
     metric_log = MetricLog()
     first_nonfinite = torch.full((len(runs),), -1, dtype=torch.long, device=device)
     counter = torch.full((), program.updates, dtype=torch.long, device=device)
-    rows = runs[0].learner.batch_rows
+    batch_rows = runs[0].learner.batch_rows
     start = time.perf_counter()
     seeds = [run.config.seed for run in runs]
     name = f"{config.algo} {config.task}-{config.dataset}" + (f" seeds {seeds}" if config.seeds else "")
     bar = tqdm(total=until, initial=program.updates, disable=not config.progress, desc=name)
     while program.updates < until:
-        batches = [data.sample(rows, run.generator) for run in runs]
+        batches = [data.sample(batch_rows, run.generator) for run in runs]
         metrics = program.update(batches, [run.generator for run in runs])  # [R, ...] each
         counter += 1
         finite = torch.isfinite(metrics["critic_loss"])
@@ -568,20 +609,22 @@ def _train_loop(config, runs: list[_Run], program, until: int, data, opponent, d
         done = program.updates == until
         if program.updates % config.log_every and not done:
             continue
-        elapsed = time.perf_counter() - start
         bad = first_nonfinite.tolist()  # the loop's only host synchronization, once per log_every updates
+        elapsed = time.perf_counter() - start
         if max(bad) >= 0:
             program.write_back()
-            errors = []
+            stopped, messages = [], []
             for run, update in zip(runs, bad, strict=True):
                 if update >= 0:
                     path = run.out_dir / "nan_checkpoint.pt"
                     run.checkpoint(path, elapsed)
-                    errors.append(
+                    stopped.append(run)
+                    messages.append(
                         f"update {update}: non-finite loss (critic or actor); state at update {program.updates} "
                         f"saved to {path}"
                     )
-            raise FloatingPointError("; ".join(errors))
+            bar.close()
+            raise _NonFiniteRuns(stopped, messages)
         evaluate = program.updates % config.eval_every == 0 or done
         if evaluate:
             for run in runs:  # the input normalization's running statistics, as CFCQL's prep_rollouts
@@ -590,8 +633,8 @@ def _train_loop(config, runs: list[_Run], program, until: int, data, opponent, d
             returns = program.returns(config.task, config.eval_episodes, [EVAL_SEED + seed for seed in seeds], opponent)
             for run in runs:
                 run.learner.actors.train()
-        for r, (run, row) in enumerate(zip(runs, metric_log.rows(), strict=True)):
-            row = {"update": program.updates, "wall_time_s": run.wall_before + elapsed} | row
+        for r, (run, metric_row) in enumerate(zip(runs, metric_log.rows(), strict=True)):
+            row = {"update": program.updates, "wall_time_s": run.wall_before + elapsed} | metric_row
             if evaluate:
                 report = evaluation_report(returns[r], reference)
                 row |= {

@@ -89,7 +89,7 @@ class BatchedRuns:
         if len({learner.updates for learner in learners}) != 1:
             raise ValueError("learners: the batched runs must be at the same update")
         self.learners, self.template = learners, template
-        self.settings, self.runs, self.updates = template.settings, len(learners), template.updates
+        self.settings, self.updates = template.settings, template.updates
         if isinstance(template, OfflineLearner):
             template.chunked = False
         self.losses = _Losses(template)
@@ -108,8 +108,8 @@ class BatchedRuns:
         self.actor_optimizer = torch.optim.Adam([self.params[name] for name in self.actor_names], lr=lr)
         for optimizer, family in ((self.critic_optimizer, "critic"), (self.actor_optimizer, "actor")):
             self._stack_adam(optimizer, family)
-        self.critic_gradients = self._vmapped("critic", self.critic_names)
-        self.actor_gradients = self._vmapped("actor", self.actor_names)
+        self.critic_gradients = self._vmapped("critic")
+        self.actor_gradients = self._vmapped("actor")
         self.compiled_cuda_graphs = False
 
     def compile(self, mode: str | None = None) -> None:
@@ -118,6 +118,10 @@ class BatchedRuns:
         Results match eager up to rounding. The clips, Adam and Polyak averaging stay eager.
         """
         self.compiled_cuda_graphs = mode == "reduce-overhead" and self.template.device.type == "cuda"
+        for tensor in [*self.params.values(), *self.buffers.values()]:
+            # they are arguments, not module attributes: unmarked, CUDA graphs would copy them into the graph
+            # at every replay and skip the graph altogether for the statistics updated in place
+            torch._dynamo.mark_static_address(tensor)
         self.critic_gradients = torch.compile(self.critic_gradients, mode=mode)
         self.actor_gradients = torch.compile(self.actor_gradients, mode=mode)
 
@@ -141,9 +145,10 @@ class BatchedRuns:
                 "exp_avg_sq": _stack([entry["exp_avg_sq"] for entry in entries]),
             }
 
-    def _vmapped(self, kind: str, trained_names: list[str]):
+    def _vmapped(self, kind: str):
         """``(trained, fixed, buffers, data, noise) -> (grads, (loss, metrics))``, every argument and result
-        ``[R, ...]``: each run's loss, metrics and gradients w.r.t. ``trained_names``."""
+        ``[R, ...]``: each run's ``kind`` ("critic" or "actor") loss, its metrics and its gradients w.r.t. the
+        ``trained`` tensors."""
 
         def run_objective(trained, fixed, buffers, data, noise):
             return functional_call(self.losses, {**trained, **fixed, **buffers}, (kind, data, noise))

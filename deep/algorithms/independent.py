@@ -163,7 +163,9 @@ class TD3StyleLearner(IndependentLearner):
         after its increment."""
         return (update + 1) % self.settings.policy_delay == 0
 
-    targets_due = actor_due
+    def targets_due(self, update: int) -> bool:
+        """Whether the targets move after this update: right after each actor step (TD3's order)."""
+        return self.actor_due(update)
 
     def prepare(self, batch: dict[str, torch.Tensor], generator: torch.Generator):
         """``(data, noise)`` of one update: each agent's own rows, then their noise from ``generator``."""

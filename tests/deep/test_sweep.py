@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from deep.algorithms.batched import BatchedRuns
 from deep.algorithms.methods import METHODS
 from deep.report import TABLE_2
 from deep.settings import SettingsError, validate_settings
@@ -348,3 +349,29 @@ def test_batch_seeds_trains_each_cell_as_one_program_into_the_same_run_directori
     for seed in (0, 2):
         mine, theirs = summary(runs, "cfcql", seed), summary(tmp_path / "separate", "cfcql", seed)
         assert np.isclose(mine["final_normalized_score"], theirs["final_normalized_score"], rtol=1e-3, atol=1e-3)
+
+
+def test_a_batched_cell_with_a_failing_seed_counts_its_finished_seeds(tmp_path, monkeypatch):
+    """--batch-seeds: seed 1's loss made infinite; seed 0 finishes (restarted from its checkpoint without the
+    failed run) and counts in the table, seed 1 is the one failure."""
+    original = BatchedRuns.update
+
+    def update(self, batches, generators):
+        metrics = original(self, batches, generators)
+        if self.updates == 30 and len(self.learners) == 2:
+            metrics["critic_loss"] = metrics["critic_loss"] * torch.tensor([1.0, float("inf")])
+        return metrics
+
+    monkeypatch.setattr(BatchedRuns, "update", update)
+    config = tiny_sweep_config(tmp_path, algos=("cfcql",), datasets=("random",), seeds=(0, 1), batch_seeds=True)
+    cells, failures = sweep(config, **TINY)
+    assert cells["cn/cfcql/random"]["seeds"] == 1 and cells["cn/cfcql/random"]["failed"] == 1
+    assert len(failures) == 1 and "cn-random-cfcql-seed1: FloatingPointError: update 30" in failures[0]
+
+
+def test_the_eta_counts_a_batched_programs_wall_time_once_per_program():
+    """R runs of one program share its wall time: each run's speed is the program's divided by R."""
+    eta = Eta(slots=1)
+    eta.add({"task": "cn", "algo": "cfcql", "wall_time_s": 100.0, "updates": 10, "batched_seeds": [0, 1, 2, 3]})
+    eta.add({"task": "cn", "algo": "spacql", "wall_time_s": 100.0, "updates": 10})
+    assert eta.seconds_per_update("cn", "cfcql") == 2.5 and eta.seconds_per_update("cn", "spacql") == 10.0

@@ -14,6 +14,7 @@ from deep.algorithms.evaluation import deterministic_policy, runs_team_returns, 
 from deep.algorithms.networks import Actors
 from deep.envs.tasks import task_spec
 from deep.generation.opponents import load_opponent
+from deep.storage.files import OutDirError, locked_out_dir
 from deep.train import main, train
 from tests.deep.test_train import cli_args, cli_error, without_time
 from tests.deep.tiny_offline import tiny_train_config, write_tiny_dataset
@@ -102,19 +103,70 @@ def test_batched_resume_continues_to_the_same_result_and_a_single_run_resumes_a_
 
 def test_a_run_whose_checkpoint_is_behind_catches_up_alone(data_dir, tmp_path):
     """A process killed between the runs' checkpoint writes leaves one run behind: --resume brings it to the
-    others' update alone (its own update), then trains all as one program; its rows are all there once."""
+    others' update alone (its own single-run update: its rows match a separate run's to 1e-3), then trains
+    all as one program; its rows are all there once. A catch-up never goes past --updates."""
     parent = tmp_path / "runs"
     train(batched_config(data_dir, parent, updates=10))
     behind = tmp_path / "behind"
     shutil.copytree(run_dir(parent, SEEDS[1]), behind)  # seed 5 at update 10
     train(batched_config(data_dir, parent, resume=True))  # both at 20
-    shutil.rmtree(run_dir(parent, SEEDS[1]))
-    shutil.copytree(behind, run_dir(parent, SEEDS[1]))
+
+    def restore_behind():
+        shutil.rmtree(run_dir(parent, SEEDS[1]))
+        shutil.copytree(behind, run_dir(parent, SEEDS[1]))
+
+    restore_behind()
+    train(batched_config(data_dir, parent, updates=10, resume=True))  # seed 3 at 20, seed 5 asked for 10
+    assert json.loads((run_dir(parent, SEEDS[1]) / "summary.json").read_text())["updates"] == 10
+
+    restore_behind()
     train(batched_config(data_dir, parent, updates=30, resume=True))
     caught_up = rows(run_dir(parent, SEEDS[1]))
     assert [row["update"] for row in caught_up] == [10, 20, 30]
     assert [row["update"] for row in rows(run_dir(parent, SEEDS[0]))] == [10, 20, 30]
     assert json.loads((run_dir(parent, SEEDS[1]) / "summary.json").read_text())["updates"] == 30
+    separate = train(tiny_train_config(data_dir, tmp_path / "separate", seed=SEEDS[1], **_schedule()))
+    for mine, theirs in zip(without_time(caught_up[:2]), without_time(separate["log"]), strict=True):
+        for key, value in theirs.items():
+            np.testing.assert_allclose(mine[key], value, rtol=1e-3, atol=1e-4, err_msg=key)
+
+
+def test_resume_with_a_run_directory_without_checkpoint_is_refused_naming_it(data_dir, tmp_path):
+    parent = tmp_path / "runs"
+    train(batched_config(data_dir, parent, updates=10))
+    (run_dir(parent, SEEDS[1]) / "checkpoint.pt").unlink()
+    with pytest.raises(FileNotFoundError, match=f"resume: no checkpoint at {run_dir(parent, SEEDS[1])}"):
+        train(batched_config(data_dir, parent, resume=True))
+
+
+def test_overwrite_deletes_nothing_when_another_run_directory_is_in_use(data_dir, tmp_path):
+    """Every lock is taken before any run directory is cleaned: a refused run deletes nothing in the others."""
+    parent = tmp_path / "runs"
+    train(batched_config(data_dir, parent, updates=10))
+    with locked_out_dir(run_dir(parent, SEEDS[1])), pytest.raises(OutDirError, match="in use by another run"):
+        train(batched_config(data_dir, parent, overwrite=True))
+    assert (run_dir(parent, SEEDS[0]) / "summary.json").is_file()
+
+
+def test_a_run_whose_loss_turns_non_finite_stops_alone(data_dir, tmp_path, monkeypatch):
+    """Seed 5's critic loss made infinite at update 15: it stops with its nan_checkpoint.pt and no summary;
+    seed 3 restarts from its checkpoint at 10 and finishes; then the error names seed 5's run."""
+    original = BatchedRuns.update
+
+    def update(self, batches, generators):
+        metrics = original(self, batches, generators)
+        if self.updates == 15 and len(self.learners) == 2:
+            metrics["critic_loss"] = metrics["critic_loss"] * torch.tensor([1.0, float("inf")])
+        return metrics
+
+    monkeypatch.setattr(BatchedRuns, "update", update)
+    parent = tmp_path / "runs"
+    with pytest.raises(FloatingPointError, match=r"^update 15: non-finite loss .*seed5/nan_checkpoint.pt$"):
+        train(batched_config(data_dir, parent))
+    assert json.loads((run_dir(parent, SEEDS[0]) / "summary.json").read_text())["updates"] == 20
+    assert [row["update"] for row in rows(run_dir(parent, SEEDS[0]))] == [10, 20]
+    assert not (run_dir(parent, SEEDS[1]) / "summary.json").exists()
+    assert torch.load(run_dir(parent, SEEDS[1]) / "nan_checkpoint.pt", weights_only=True)["learner"]["updates"] == 20
 
 
 def test_batched_evaluation_plays_each_runs_own_episodes():
@@ -163,8 +215,8 @@ def test_the_cli_trains_the_seeds_into_the_parent_directory(data_dir, tmp_path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("algo", ["spacql", "matd3-bc"])
 def test_compiled_batched_cuda_runs_match_eager_and_never_synchronize(algo, data_dir, tmp_path):
-    """--seeds --compile on a GPU (CUDA graphs) gives eager's runs to 1e-3; the batched update runs with
-    CUDA's sync debug mode set to error (warm-up first: lazy initialization may synchronize)."""
+    """--seeds --compile on a GPU (CUDA graphs) gives eager's runs to 1e-3; the compiled batched update runs
+    with CUDA's sync debug mode set to error after a warm-up."""
     eager = train(batched_config(data_dir, tmp_path / "eager", algo, device="cuda"))
     compiled = train(batched_config(data_dir, tmp_path / "compiled", algo, device="cuda", compile=True))
     for mine, theirs in zip(compiled["runs"], eager["runs"], strict=True):
@@ -172,10 +224,12 @@ def test_compiled_batched_cuda_runs_match_eager_and_never_synchronize(algo, data
             torch.testing.assert_close(mine["learner"].actors.state_dict()[key], value, rtol=1e-3, atol=1e-3)
 
     runs = BatchedRuns([run["learner"] for run in eager["runs"]])
+    runs.compile("reduce-overhead")
     generators = [torch.Generator(device="cuda").manual_seed(seed) for seed in SEEDS]
     rows = runs.template.batch_rows
     batch = {key: torch.rand(rows, *shape, device="cuda") for key, shape in _row_shapes().items()}
-    runs.update([batch] * len(SEEDS), generators)
+    for _ in range(5):  # warm-up: compiling, recording the graphs and lazy initialization may synchronize
+        runs.update([batch] * len(SEEDS), generators)
     torch.cuda.set_sync_debug_mode("error")
     try:
         for _ in range(5):
