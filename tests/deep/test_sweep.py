@@ -15,12 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-from deep.algorithms.batched import BatchedRuns
 from deep.algorithms.methods import METHODS
 from deep.report import TABLE_2
 from deep.settings import SettingsError, validate_settings
 from deep.sweep import Eta, SweepConfig, main, run_configs, sweep, train_run
-from tests.deep.tiny_offline import write_tiny_dataset
+from tests.deep.tiny_offline import make_second_of_two_batched_runs_non_finite, write_tiny_dataset
 
 torch.set_num_threads(1)
 TINY = dict(n_critics=2, hidden=8, batch_size=16, log_every=25, tensorboard=False)
@@ -354,15 +353,7 @@ def test_batch_seeds_trains_each_cell_as_one_program_into_the_same_run_directori
 def test_a_batched_cell_with_a_failing_seed_counts_its_finished_seeds(tmp_path, monkeypatch):
     """--batch-seeds: seed 1's loss made infinite; seed 0 finishes (restarted from its checkpoint without the
     failed run) and counts in the table, seed 1 is the one failure."""
-    original = BatchedRuns.update
-
-    def update(self, batches, generators):
-        metrics = original(self, batches, generators)
-        if self.updates == 30 and len(self.learners) == 2:
-            metrics["critic_loss"] = metrics["critic_loss"] * torch.tensor([1.0, float("inf")])
-        return metrics
-
-    monkeypatch.setattr(BatchedRuns, "update", update)
+    make_second_of_two_batched_runs_non_finite(monkeypatch, at_update=30)
     config = tiny_sweep_config(tmp_path, algos=("cfcql",), datasets=("random",), seeds=(0, 1), batch_seeds=True)
     cells, failures = sweep(config, **TINY)
     assert cells["cn/cfcql/random"]["seeds"] == 1 and cells["cn/cfcql/random"]["failed"] == 1

@@ -17,7 +17,11 @@ from deep.generation.opponents import load_opponent
 from deep.storage.files import OutDirError, locked_out_dir
 from deep.train import main, train
 from tests.deep.test_train import cli_args, cli_error, without_time
-from tests.deep.tiny_offline import tiny_train_config, write_tiny_dataset
+from tests.deep.tiny_offline import (
+    make_second_of_two_batched_runs_non_finite,
+    tiny_train_config,
+    write_tiny_dataset,
+)
 
 torch.set_num_threads(1)
 SEEDS = [3, 5]
@@ -151,15 +155,7 @@ def test_overwrite_deletes_nothing_when_another_run_directory_is_in_use(data_dir
 def test_a_run_whose_loss_turns_non_finite_stops_alone(data_dir, tmp_path, monkeypatch):
     """Seed 5's critic loss made infinite at update 15: it stops with its nan_checkpoint.pt and no summary;
     seed 3 restarts from its checkpoint at 10 and finishes; then the error names seed 5's run."""
-    original = BatchedRuns.update
-
-    def update(self, batches, generators):
-        metrics = original(self, batches, generators)
-        if self.updates == 15 and len(self.learners) == 2:
-            metrics["critic_loss"] = metrics["critic_loss"] * torch.tensor([1.0, float("inf")])
-        return metrics
-
-    monkeypatch.setattr(BatchedRuns, "update", update)
+    make_second_of_two_batched_runs_non_finite(monkeypatch, at_update=15)
     parent = tmp_path / "runs"
     with pytest.raises(FloatingPointError, match=r"^update 15: non-finite loss .*seed5/nan_checkpoint.pt$"):
         train(batched_config(data_dir, parent))

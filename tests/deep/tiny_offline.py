@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from deep.algorithms.batched import BatchedRuns
 from deep.envs.tasks import task_spec
 from deep.storage import datasets
 from deep.storage.datasets import OfflineDataset
@@ -90,3 +92,16 @@ def tiny_train_config(data_dir: Path, out_dir: Path, **changes) -> TrainConfig:
     )
     values.update(changes)
     return TrainConfig(**values)
+
+
+def make_second_of_two_batched_runs_non_finite(monkeypatch, at_update: int) -> None:
+    """Multiply the second run's critic loss by inf at ``at_update`` of a 2-run BatchedRuns (not once it runs alone)."""
+    original = BatchedRuns.update
+
+    def update(self, batches, generators):
+        metrics = original(self, batches, generators)
+        if self.updates == at_update and len(self.learners) == 2:
+            metrics["critic_loss"] = metrics["critic_loss"] * torch.tensor([1.0, float("inf")])
+        return metrics
+
+    monkeypatch.setattr(BatchedRuns, "update", update)
