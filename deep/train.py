@@ -29,7 +29,8 @@ A non-finite loss stops the run with its update number after writing ``nan_check
 run resumes too. Each run keeps its own random stream, minibatches, metrics and evaluation episodes;
 the runs equal separate runs to float32 rounding (tests/deep/test_train_batched.py), evaluated together as one
 batch of environment copies. ``--resume`` continues every run; a run whose checkpoint is behind the
-others' (a process killed between their writes) first catches up alone.
+others' (a process killed between their writes) first catches up alone. A run whose loss turns non-finite
+stops alone: the others restart from their last checkpoint without it and finish before the error.
 
 An out dir that already holds a run's files is refused unless ``--resume`` continues the run or
 ``--overwrite`` deletes its files first; a run holds a lock on its out dir (``.lock``), so a second
