@@ -415,7 +415,7 @@ def train(config: TrainConfig) -> dict:
     return results[0] if config.seeds is None else {"runs": results}
 
 
-@dataclass
+@dataclass(eq=False)  # a run is itself: compared by identity
 class _Run:
     """One run of the program: its config and out dir, learner, random stream and log rows."""
 
