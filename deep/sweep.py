@@ -227,15 +227,16 @@ def train_run(unit: TrainConfig, threads: int = 1) -> dict | list[dict]:
 
     Whether a run resumes is decided here, when it starts (:func:`resuming`), not when the grid was planned:
     a run retried after its worker was killed continues from the last checkpoint of that worker. The runs
-    of a ``--seeds`` unit that have a checkpoint resume together; the others start over together.
+    of a ``--seeds`` unit that have a checkpoint resume together; the others start over together. A run
+    that another sweep into the same out dir finished meanwhile is not trained again: its summary is read.
     """
     import torch
 
     torch.set_num_threads(threads)
+    summaries = {summary["seed"]: summary for summary in _finished_summaries(unit_runs(unit))}
     if unit.seeds is None:
-        return train(resuming(unit))["summary"]
-    decided = [resuming(run) for run in unit_runs(unit)]
-    summaries = {}
+        return summaries[unit.seed] if summaries else train(resuming(unit))["summary"]
+    decided = [resuming(run) for run in unit_runs(unit) if run.seed not in summaries]
     for resume in (True, False):
         seeds = [run.seed for run in decided if run.resume == resume]
         if seeds:

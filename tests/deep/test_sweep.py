@@ -366,3 +366,17 @@ def test_the_eta_counts_a_batched_programs_wall_time_once_per_program():
     eta.add({"task": "cn", "algo": "cfcql", "wall_time_s": 100.0, "updates": 10, "batched_seeds": [0, 1, 2, 3]})
     eta.add({"task": "cn", "algo": "spacql", "wall_time_s": 100.0, "updates": 10})
     assert eta.seconds_per_update("cn", "cfcql") == 2.5 and eta.seconds_per_update("cn", "spacql") == 10.0
+
+
+def test_a_run_finished_by_another_sweep_meanwhile_is_not_trained_again(tmp_path):
+    """Two sweeps into one out dir plan the same runs: the one that reaches a run the other finished reads its
+    summary instead of training it again (the files stay byte for byte)."""
+    config = tiny_sweep_config(tmp_path, algos=("cfcql",), datasets=("random",), seeds=(0, 1))
+    single = run_configs(config, **TINY)[0]
+    summary = train_run(single)
+    files = {path.name: path.read_bytes() for path in Path(single.out_dir).iterdir() if path.is_file()}
+    assert train_run(single) == summary
+    batched = replace(single, seed=0, seeds=[0, 1], out_dir=str(Path(single.out_dir).parent))
+    summaries = train_run(batched)
+    assert summaries[0] == summary and summaries[1]["seed"] == 1 and summaries[1]["batched_seeds"] == [1]
+    assert {path.name: path.read_bytes() for path in Path(single.out_dir).iterdir() if path.is_file()} == files
