@@ -490,14 +490,16 @@ TASK_NAMES = {"cn": "CN", "pp": "PP", "world": "World", "halfcheetah": "HalfChee
 
 
 def _title(task: str, dataset: str, by_method: dict[str, list[Run]] | None = None) -> str:
-    """``CN random``, with the seeds of each method when given: ``(3 seeds)`` or ``(seeds: spacql 3, cfcql 2)``."""
+    """``CN random``, with the seeds of each method when given: ``(3 seeds)``, or on the next lines
+    ``seeds: spacql 3, cfcql 2``."""
     title = f"{TASK_NAMES.get(task, task)} {dataset}"
     if by_method is None:
         return title
     counts = {algo: len(members) for algo, members in by_method.items()}
     if len(set(counts.values())) == 1:
         return f"{title} ({next(iter(counts.values()))} seeds)"
-    return f"{title} (seeds: {', '.join(f'{algo} {n}' for algo, n in counts.items())})"
+    seeds = ", ".join(f"{algo} {n}" for algo, n in counts.items())
+    return f"{title}\n" + textwrap.fill(f"seeds: {seeds}", 36)  # beside another panel: wrapped, not overlapping
 
 
 def _legend(figure: Figure, axes: list) -> None:
