@@ -20,7 +20,7 @@ Each run keeps its own random stream: its minibatch and its noise are drawn from
 single run's order (the caller samples the minibatch, then :meth:`BatchedRuns.update` lets the learner
 draw the noise), and its metrics are its own (``[R, ...]``). The batched arithmetic (batched matmuls, the
 clip's norms) rounds differently from R separate runs: the runs agree with separate ones to float32
-rounding, which grows with the updates (tested to a stated tolerance, not bit for bit).
+rounding, which grows with the updates (tested in float64, to 1e-9, not bit for bit).
 :meth:`BatchedRuns.to_learners` writes the runs back into their learners, whose ``state_dict`` is then
 each run's checkpoint; a ``BatchedRuns`` built from learners loaded from checkpoints resumes them.
 
