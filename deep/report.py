@@ -399,7 +399,8 @@ def _tables(cells: list[dict], improvements: list[dict], reps: int, latex: bool)
         "resamples). Bold: the best IQM of the row.",
         "Probability of improvement of SPaCQL over each baseline: P(a SPaCQL run scores higher than a baseline run "
         "on the same task-dataset), averaged over the task-datasets both have runs on, with its 95% "
-        f"stratified-bootstrap interval (rliable, {reps} resamples).",
+        f"stratified-bootstrap interval (rliable, {reps} resamples). rliable needs as many runs on every "
+        "task-dataset: each method keeps its first n seeds on each, n in the last column.",
     ]
     tables = (
         (score_header, score_lines),
