@@ -1,9 +1,11 @@
 """The report of a folder of runs: scores with intervals beside the paper's, learning curves, weights, uncertainty.
 
     python -m deep.report runs/sweep --out reports/sweep
+    python -m deep.report runs/cn runs/pp --out reports/cn-pp
 
-Reads every run under RUNS_DIR (a folder at any depth holding deep/train.py's ``summary.json`` and
-``metrics.jsonl``, e.g. deep.sweep's ``--out-dir``) and writes into ``--out`` (default RUNS_DIR/report):
+Reads every run under each RUNS_DIR (a folder at any depth holding deep/train.py's ``summary.json`` and
+``metrics.jsonl``, e.g. deep.sweep's ``--out-dir``) and writes into ``--out`` (default RUNS_DIR/report when
+there is one RUNS_DIR; required with several):
 
 - ``table.md`` and ``table.tex``: per task, dataset and method the mean ± std over seeds (ddof 0) of the
   runs' final normalized score with the paper's value beside it (:data:`TABLE_2`; ICQL-QS from
@@ -17,16 +19,19 @@ Reads every run under RUNS_DIR (a folder at any depth holding deep/train.py's ``
 - ``uncertainty.png``: the std of the target ensemble over training for SPaCQL, ICQL-QS and CFCQL (the
   paper's Figure 2).
 
-Every file is written atomically. A user error (no such folder, no finished run in it, two runs of the same
-task, dataset, method and seed, an --out that is a file, ...) is one ``error:`` line on stderr and exit code 2.
+Every file is written atomically. A user error (no such folder, no finished run in them, one RUNS_DIR inside
+another, two runs of the same task, dataset, method and seed, an --out that is a file or missing with several
+RUNS_DIRs, ...) is one ``error:`` line on stderr and exit code 2.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import textwrap
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,16 +121,21 @@ def paper_score(task: str, dataset: str, method: str) -> tuple[float, float | No
 
 @dataclass
 class ReportConfig:
-    """Tables and figures of the runs in a folder (deep.sweep's out dir, or any folder of deep/train.py runs)."""
+    """Tables and figures of the runs in folders (deep.sweep's out dirs, or any folders of deep/train.py runs)."""
 
-    runs_dir: tyro.conf.Positional[str]
-    """Folder of the runs: every folder below it holding a summary.json is one run."""
+    runs_dirs: tyro.conf.Positional[tuple[str, ...]]
+    """Folders of the runs (one or more, none inside another): every folder below them holding a summary.json is
+    one run."""
     out: str | None = None
-    """Folder of the report's files; default RUNS_DIR/report."""
+    """Folder of the report's files; default RUNS_DIR/report with one RUNS_DIR, required with several."""
     reps: int = 2000
     """Bootstrap resamples of every interval (rliable's default, 50000, takes ~25x longer)."""
     seed: int = 0
     """Seed of the bootstrap resamples."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.runs_dirs, str | os.PathLike):  # ReportConfig("runs") from Python: one folder
+            self.runs_dirs = (str(self.runs_dirs),)
 
 
 class ReportError(Exception):
@@ -149,8 +159,8 @@ def _finite(value) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def load_runs(runs_dir: Path) -> tuple[list[Run], list[str], list[str]]:
-    """The finished runs under ``runs_dir``, and the unfinished and failed ones (their folders).
+def load_runs(runs_dirs: Sequence[Path]) -> tuple[list[Run], list[str], list[str]]:
+    """The finished runs under the folders ``runs_dirs``, and the unfinished and failed ones (their folders).
 
     A folder with a ``metrics.jsonl`` but no ``summary.json`` is unfinished; one whose summary or metrics cannot
     be read, or whose summary holds no final score, is failed.
@@ -158,12 +168,23 @@ def load_runs(runs_dir: Path) -> tuple[list[Run], list[str], list[str]]:
     Raises
     ------
     ReportError
-        ``runs_dir`` is not a folder, or two runs share task, dataset, method and seed.
+        No folder given, one that is not a folder, one inside another (or given twice), or two runs that share
+        task, dataset, method and seed.
     """
-    if not runs_dir.is_dir():
-        raise ReportError(f"RUNS_DIR: {runs_dir} is not a folder")
+    if not runs_dirs:
+        raise ReportError("RUNS_DIR: give at least one folder of runs")
+    for runs_dir in runs_dirs:
+        if not runs_dir.is_dir():
+            raise ReportError(f"RUNS_DIR: {runs_dir} is not a folder")
+    for i, inner in enumerate(runs_dirs):
+        for j, outer in enumerate(runs_dirs):
+            if i != j and inner.resolve().is_relative_to(outer.resolve()):
+                raise ReportError(
+                    f"RUNS_DIR: {inner} is inside {outer} (or the same folder): its runs would be read twice"
+                )
+    summaries = sorted(path for runs_dir in runs_dirs for path in runs_dir.rglob("summary.json"))
     runs, failed, seen = [], [], {}
-    for summary_path in sorted(runs_dir.rglob("summary.json")):
+    for summary_path in summaries:
         folder = summary_path.parent
         try:
             summary = json.loads(summary_path.read_text())
@@ -186,7 +207,10 @@ def load_runs(runs_dir: Path) -> tuple[list[Run], list[str], list[str]]:
         seen[key] = folder
         runs.append(Run(*key, final=float(final), n_critics=n_critics, rows=rows))
     unfinished = sorted(
-        str(path.parent) for path in runs_dir.rglob("metrics.jsonl") if not (path.parent / "summary.json").exists()
+        str(path.parent)
+        for runs_dir in runs_dirs
+        for path in runs_dir.rglob("metrics.jsonl")
+        if not (path.parent / "summary.json").exists()
     )
     return runs, unfinished, failed
 
@@ -643,24 +667,42 @@ def _save_text(text: str, path: Path) -> None:
     write_atomically(path, lambda temporary: temporary.write_text(text))
 
 
+def report_folder(config: ReportConfig) -> Path:
+    """The report's folder: ``--out``, else RUNS_DIR/report when there is one RUNS_DIR.
+
+    Raises
+    ------
+    ReportError
+        No --out with several RUNS_DIRs (no one folder of them is the natural home of the report).
+    """
+    if config.out is not None:
+        return Path(config.out)
+    if len(config.runs_dirs) != 1:
+        raise ReportError(f"--out: required with several RUNS_DIRs (got {len(config.runs_dirs)})")
+    return Path(config.runs_dirs[0]) / "report"
+
+
 def report(config: ReportConfig) -> dict:
     """Write the report's files (module docstring) into ``config.out``; returns report.json's content.
 
     Raises
     ------
     ReportError
-        No folder of runs, no finished run with a score in it, two runs of the same cell, or an --out that
-        cannot be a folder.
+        No folder of runs, no finished run with a score in them, one RUNS_DIR inside another, two runs of the
+        same cell, or an --out that cannot be a folder or is missing with several RUNS_DIRs.
     SettingsError
         ``reps`` below 1.
     """
     check_int("--reps", config.reps, 1, numpy=False)
     check_int("--seed", config.seed, 0, numpy=False)
-    runs_dir = Path(config.runs_dir)
-    runs, unfinished, failed = load_runs(runs_dir)
+    runs_dirs = [Path(folder) for folder in config.runs_dirs]
+    out = report_folder(config)
+    runs, unfinished, failed = load_runs(runs_dirs)
     if not runs:
-        raise ReportError(f"RUNS_DIR: no finished run with a score under {runs_dir} (no summary.json of deep/train.py)")
-    out = Path(config.out) if config.out is not None else runs_dir / "report"
+        raise ReportError(
+            f"RUNS_DIR: no finished run with a score under {', '.join(map(str, runs_dirs))} "
+            "(no summary.json of deep/train.py)"
+        )
     _rliable()  # before anything is written
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -689,7 +731,7 @@ def report(config: ReportConfig) -> dict:
         else:
             _save_figure(figure, out / name)
     content = {
-        "runs_dir": str(runs_dir),
+        "runs_dirs": [str(folder) for folder in runs_dirs],
         "reps": config.reps,
         "seed": config.seed,
         "cells": cells,
@@ -709,7 +751,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ReportError, SettingsError, OutDirError) as error:
         print("error: " + " ".join(str(error).split("\n")), file=sys.stderr)
         raise SystemExit(2) from None
-    out = Path(config.out) if config.out is not None else Path(config.runs_dir) / "report"
+    out = report_folder(config)
     print(f"{len(content['cells'])} cells from {sum(len(c['scores']) for c in content['cells'])} runs -> {out}")
     return 0
 

@@ -229,6 +229,17 @@ def test_unfinished_and_unscored_runs_are_listed_not_tabulated(runs_dir, tmp_pat
     assert str(runs / "cn-random-spacql-seed2") in table
 
 
+def test_runs_in_several_folders_are_reported_as_one_folder_of_them_all(runs_dir, reported, tmp_path):
+    """The random runs in one folder, the expert runs in another: the same cells as the report of all 12."""
+    for run in runs_dir.glob("cn-*-seed*"):
+        shutil.copytree(run, tmp_path / run.name.split("-")[1] / run.name)
+    folders = (str(tmp_path / "random"), str(tmp_path / "expert"))
+    content = report(ReportConfig(folders, out=str(tmp_path / "out"), reps=200))
+    assert content["cells"] == reported[0]["cells"]
+    assert content["probability_of_improvement"] == reported[0]["probability_of_improvement"]
+    assert content["runs_dirs"] == list(folders) and reported[0]["runs_dirs"] == [str(runs_dir)]
+
+
 def test_the_band_is_a_bootstrap_interval_of_the_mean_and_the_weights_are_min_max_normalized():
     rng = np.random.default_rng(0)
     values = rng.normal(size=(5, 7))
@@ -287,6 +298,22 @@ def test_the_stored_values_are_the_papers_table_2():
             lambda root: shutil.copytree(root / "runs" / "cn-random-cfcql-seed0", root / "runs" / "old" / "copy"),
             ["runs"],
             "error: RUNS_DIR: two runs of task cn, dataset random, algo cfcql, seed 0:",
+        ),
+        (
+            lambda root: shutil.copytree(root / "runs", root / "again"),
+            ["runs", "again", "--out", "out"],
+            "error: RUNS_DIR: two runs of task cn, dataset random, algo cfcql, seed 0:",
+        ),
+        (
+            lambda root: None,
+            ["runs", "runs/cn-random-cfcql-seed0", "--out", "out"],
+            "error: RUNS_DIR: runs/cn-random-cfcql-seed0 is inside runs (or the same folder)",
+        ),
+        (lambda root: None, ["runs", "runs", "--out", "out"], "error: RUNS_DIR: runs is inside runs"),
+        (
+            lambda root: (root / "more").mkdir(),
+            ["runs", "more"],
+            "error: --out: required with several RUNS_DIRs (got 2)",
         ),
     ],
 )
