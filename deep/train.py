@@ -157,6 +157,9 @@ class TrainConfig:
     """Sampled actions per source in the penalty's log-sum-exp; default 10."""
     penalty_policy_samples: bool | None = None
     """Also sample noisy current- and next-policy actions in the penalty; default: on for HalfCheetah only."""
+    input_norm: bool | None = None
+    """An input BatchNorm1d in every actor and critic (CFCQL's and OMAR's networks); default on. Off: plain MLPs
+    (an ablation, e.g. of the critic's batch statistics in the penalty's calls)."""
     omar_coe: float | None = None
     """omar: weight in [0, 1] of the rectified action's imitation against the Q term; default: OMAR's value for
     (task, dataset)."""

@@ -236,6 +236,21 @@ def test_one_critic_is_enough_for_algorithms_without_ensemble_weights(data_dir, 
     assert summary["summary"]["settings"]["n_critics"] == 1
 
 
+@pytest.mark.parametrize("algo", ["cfcql", "spacql"])
+def test_input_norm_off_gives_plain_networks_and_another_run(algo, data_dir, tmp_path):
+    """--input-norm False: no BatchNorm in any actor or critic; the default (on) keeps CFCQL's networks."""
+    runs = {
+        flags: main(cli_args(data_dir, tmp_path / str(flags), "--algo", algo, *flags, updates=50))
+        for flags in ((), ("--input-norm", "False"))
+    }
+    for flags, summary in runs.items():
+        assert summary["settings"]["input_norm"] is (not flags)
+        state = torch.load(tmp_path / str(flags) / "checkpoint.pt", weights_only=False)["learner"]
+        norm_keys = [key for net in ("actors", "critics") for key in state[net] if "running_mean" in key]
+        assert bool(norm_keys) is (not flags)
+    assert runs[()]["final_return_mean"] != runs[("--input-norm", "False")]["final_return_mean"]
+
+
 def test_python_api_values_of_the_wrong_type_are_refused(data_dir, tmp_path):
     for changes, pattern in (
         ({"hidden": 16.5}, "--hidden: must be an integer"),
