@@ -17,7 +17,9 @@ there is one RUNS_DIR; required with several):
 - ``weights.png``: SPaCQL's weights ``w_1..w_n`` over training, raw and min-max normalized (the paper's
   Figure 3);
 - ``uncertainty.png``: the std of the target ensemble over training for SPaCQL, ICQL-QS and CFCQL (the
-  paper's Figure 2).
+  paper's Figure 2);
+- ``penalty.png``: the conservative penalty of every SPaCQL, ICQL-QS and CFCQL run over training, one line
+  per seed (a diagnostic: on random data the runs that fail are those whose penalty collapses).
 
 Every file is written atomically. A user error (no such folder, no finished run in them, one RUNS_DIR inside
 another, two runs of the same task, dataset, method and seed, an --out that is a file or missing with several
@@ -108,6 +110,8 @@ in deep.algorithms.methods; DoF, a diffusion model, is a quoted row)."""
 
 UNCERTAINTY_METHODS = ("spacql", "icql-qs", "cfcql")
 """The methods of uncertainty.png (the paper's Figure 2 compares CFCQL and ICQL-QS)."""
+PENALTY_METHODS = ("spacql", "icql-qs", "cfcql")
+"""The methods of penalty.png: those of one penalty, CFCQL's counterfactual one (SPaCQL eq. 5's xi_c)."""
 
 
 def paper_score(task: str, dataset: str, method: str) -> tuple[float, float | None, str] | None:
@@ -659,6 +663,37 @@ def uncertainty_figure(runs: list[Run], rng: np.random.Generator, reps: int) -> 
     return figure
 
 
+def penalty_figure(runs: list[Run]) -> Figure | None:
+    """The conservative penalty of every SPaCQL, ICQL-QS and CFCQL run over updates, one line per seed, per
+    task-dataset; None without such runs. Seeds are not averaged: they may part ways (collapse or not)."""
+    groups = _groups(runs, PENALTY_METHODS)
+    if not groups:
+        return None
+    colors = _colors([run.algo for run in runs])
+    figure, axes = _panel_grid(len(groups), 4, (4.2, 3.2))
+    for axis, ((task, dataset), by_method) in zip(axes, groups.items(), strict=True):
+        for algo, members in by_method.items():
+            for seed_index, run in enumerate(members):
+                curve = _curve([run], "penalty")
+                if curve is not None:
+                    updates, values = curve
+                    label = f"{algo} (one line per seed)" if seed_index == 0 else None
+                    axis.plot(updates, values[0], color=colors[algo], linewidth=1.0, alpha=0.8, label=label)
+        axis.set_title(_title(task, dataset, by_method))
+        axis.set_ylabel(r"penalty $\xi$ (mean over critics)")
+        axis.grid(alpha=0.3)
+        _updates_axis(axis)
+    _legend(figure, axes)
+    _suptitle(
+        figure,
+        "Conservative penalty",
+        "E_B[ mean_i logsumexp_j (Q(s, a_i^j, a_-i) - log p(a_i^j)) - Q(s, a) ] over the batch, before alpha, at "
+        "each logged update of each seed; a critic flat in each agent's action gives ln S + d ln 2 (3.69 for S = 10 "
+        "uniform samples of a 2-D action), one that ranks the data's action above the samples gives less",
+    )
+    return figure
+
+
 def _save_figure(figure: Figure, path: Path) -> None:
     write_atomically(path, lambda temporary: figure.savefig(temporary, format="png", dpi=90))
 
@@ -724,6 +759,7 @@ def report(config: ReportConfig) -> dict:
         "learning_curves.png": learning_curves(runs, rng, config.reps),
         "weights.png": weights_figure(runs, rng, config.reps),
         "uncertainty.png": uncertainty_figure(runs, rng, config.reps),
+        "penalty.png": penalty_figure(runs),
     }
     for name, figure in figures.items():
         if figure is None:

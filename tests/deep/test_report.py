@@ -16,12 +16,15 @@ from rliable import metrics
 from scipy.stats import trim_mean
 
 from deep.report import (
+    PENALTY_METHODS,
     TABLE_1,
     TABLE_2,
     ReportConfig,
+    load_runs,
     main,
     mean_band,
     min_max_normalized,
+    penalty_figure,
     probability_of_improvement,
     report,
 )
@@ -165,7 +168,7 @@ def test_probability_of_improvement_equals_rliables_with_ties_and_unequal_run_co
 
 def test_every_figure_is_written_and_shows_something(reported):
     content, out = reported
-    assert content["figures"] == ["learning_curves.png", "weights.png", "uncertainty.png"]
+    assert content["figures"] == ["learning_curves.png", "weights.png", "uncertainty.png", "penalty.png"]
     for name in content["figures"]:
         path = out / name
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 20_000
@@ -175,11 +178,30 @@ def test_every_figure_is_written_and_shows_something(reported):
     assert not [path for path in out.iterdir() if path.name.endswith(".tmp")]  # atomic writes left no temporaries
 
 
+def test_the_penalty_figure_draws_each_seeds_logged_penalty(runs_dir):
+    """One line per run of SPaCQL, ICQL-QS and CFCQL, in its task-dataset's panel: the run's penalty column."""
+    runs, _, _ = load_runs([runs_dir])
+    figure = penalty_figure(runs)
+    drawn = {
+        (axis.get_title().split(" (")[0], tuple(line.get_ydata()))
+        for axis in figure.axes
+        if axis.get_visible()
+        for line in axis.lines
+    }
+    expected = {
+        (f"CN {run.dataset}", tuple(row["penalty"] for row in run.rows if "penalty" in row))
+        for run in runs
+        if run.algo in PENALTY_METHODS
+    }
+    assert drawn == expected and len(expected) == 12
+    assert penalty_figure([run for run in runs if run.algo not in PENALTY_METHODS]) is None
+
+
 def test_a_folder_without_spacql_runs_gets_no_weights_figure(runs_dir, tmp_path, capsys):
     runs = tmp_path / "runs"
     shutil.copytree(runs_dir / "cn-random-cfcql-seed0", runs / "cn-random-cfcql-seed0")
     content = report(ReportConfig(str(runs), reps=50))
-    assert content["figures"] == ["learning_curves.png", "uncertainty.png"]
+    assert content["figures"] == ["learning_curves.png", "uncertainty.png", "penalty.png"]
     assert not (runs / "report" / "weights.png").exists() and (runs / "report" / "table.md").is_file()
     assert "weights.png: not written (no runs of its methods)" in capsys.readouterr().out
     assert content["probability_of_improvement"] == []
@@ -341,5 +363,6 @@ def test_the_cli_writes_the_report(runs_dir, tmp_path, capsys):
     assert main([str(runs_dir), "--out", str(tmp_path / "out"), "--reps", "20"]) == 0
     assert f"6 cells from 12 runs -> {tmp_path / 'out'}" in capsys.readouterr().out
     assert {path.name for path in (tmp_path / "out").iterdir()} == {
-        "table.md", "table.tex", "report.json", "learning_curves.png", "weights.png", "uncertainty.png"
+        "table.md", "table.tex", "report.json", "learning_curves.png", "weights.png", "uncertainty.png",
+        "penalty.png",
     }  # fmt: skip
