@@ -19,7 +19,7 @@ there is one RUNS_DIR; required with several):
 - ``uncertainty.png``: the std of the target ensemble over training for SPaCQL, ICQL-QS and CFCQL (the
   paper's Figure 2);
 - ``penalty.png``: the conservative penalty of every SPaCQL, ICQL-QS and CFCQL run over training, one line
-  per seed (a diagnostic: on random data the runs that fail are those whose penalty collapses).
+  per seed (a diagnostic: on PP and World random a penalty collapsed to about 0 goes with a failed run).
 
 Every file is written atomically. A user error (no such folder, no finished run in them, one RUNS_DIR inside
 another, two runs of the same task, dataset, method and seed, an --out that is a file or missing with several
