@@ -33,7 +33,7 @@ the others start over as another. This is the GPU's mode: one small run leaves m
 registered in deep.algorithms.methods (spacql, icql-qs, cfcql, macql, omar, matd3-bc, iql), 5 seeds,
 each task's schedule; ``--tasks``, ``--datasets``, ``--algos`` and ``--seeds`` narrow it. While the grid
 trains, the sweep prints an ETA from the measured speed (``wall_time_s / updates`` of the finished runs'
-summaries, per task and algorithm).
+summaries, per task and algorithm, of every finished run in ``--out-dir``).
 
 Every run's settings are validated before the grid starts (deep/settings.py); a bad setting is one
 ``error:`` line on stderr and exit code 2. A run that fails (an exception, or a finished run whose summary
@@ -565,10 +565,14 @@ def _logged_updates(out_dir: Path) -> int:
 
 
 def _finished_summaries(runs: list[TrainConfig]) -> list[dict]:
+    return _read_summaries(Path(run.out_dir) / "summary.json" for run in runs)
+
+
+def _read_summaries(paths) -> list[dict]:
     summaries = []
-    for run in runs:
+    for path in paths:
         try:
-            summaries.append(json.loads((Path(run.out_dir) / "summary.json").read_text()))
+            summaries.append(json.loads(path.read_text()))
         except (OSError, ValueError):
             continue
     return [summary for summary in summaries if isinstance(summary, dict)]
@@ -586,7 +590,8 @@ def train_grid(config: SweepConfig, runs: list[TrainConfig]) -> dict[str, str]:
     units = batched_units(todo) if config.batch_seeds else todo
     with BACKENDS[config.backend].from_config(config) as backend:
         eta = Eta(backend.slots)
-        for summary in _finished_summaries(runs):
+        # every finished run of the out dir, not only this grid's: a narrowed sweep has its ETA at once
+        for summary in _read_summaries(sorted(Path(config.out_dir).glob("*/summary.json"))):
             eta.add(summary)
         grouped = f" in {len(units)} batched unit(s)" if config.batch_seeds else ""
         print(

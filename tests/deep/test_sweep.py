@@ -196,6 +196,16 @@ def test_the_sweep_prints_its_progress_and_eta(tmp_path, capsys):
     assert "done [2/2]" in out and out.split("done [2/2]")[1].splitlines()[0].endswith("; ETA 0s")
 
 
+def test_a_narrowed_sweep_takes_its_eta_from_the_finished_runs_of_its_out_dir(tmp_path, capsys):
+    config = tiny_sweep_config(tmp_path, algos=("spacql",), datasets=("random",), seeds=(0,))
+    sweep(config, **TINY)
+    capsys.readouterr()
+    sweep(replace(config, seeds=(1,)), **TINY)  # seed 0 is not in this grid, but in its out dir
+    first_line = capsys.readouterr().out.splitlines()[0]
+    assert first_line.startswith("1 run(s) to train (0 resumed) on local, 1 at a time; ETA ")
+    assert "once a run" not in first_line
+
+
 def test_the_ray_backend_without_ray_installed_is_a_user_error(tmp_path, capsys, monkeypatch):
     config = tiny_sweep_config(tmp_path, algos=("spacql",), datasets=("random",), seeds=(0,))
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
