@@ -47,7 +47,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from multiprocessing import get_context
@@ -568,7 +568,7 @@ def _finished_summaries(runs: list[TrainConfig]) -> list[dict]:
     return _read_summaries(Path(run.out_dir) / "summary.json" for run in runs)
 
 
-def _read_summaries(paths) -> list[dict]:
+def _read_summaries(paths: Iterable[Path]) -> list[dict]:
     summaries = []
     for path in paths:
         try:
