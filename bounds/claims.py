@@ -13,6 +13,9 @@ metric (= TV), ``pi^(S)`` the mixed policy of eq. 10. Claims under Assumption 1 
 the product of its marginals.
 
 A corrected claim carries its proof in ``proof``; every one of them is tested like the paper's.
+
+Every claim also evaluates a batch of float instances at once (:class:`bounds.quantities.Quantities`
+with leading batch axes): each side is then an array [*B], one entry per instance.
 """
 
 from __future__ import annotations
@@ -83,41 +86,62 @@ def _lemma1(q: Quantities):
     return tv(q.named_occupancy("mixed_joint"), q.named_occupancy("mu_product")), q.scale * q.subset_tv_sum()
 
 
+def _at_worst(lhs, rhs, axis: int = -1):
+    """Both sides at the index of ``axis`` where ``lhs - rhs`` is largest (the first such), the axis dropped."""
+    lhs, rhs = np.broadcast_arrays(lhs, rhs)
+    worst = np.expand_dims(np.argmax(lhs - rhs, axis=axis), axis)
+    pick = lambda side: np.take_along_axis(side, worst, axis=axis).squeeze(axis)  # noqa: E731
+    return _scalar(pick(lhs)), _scalar(pick(rhs))
+
+
+def _scalar(x):
+    """A 0-d array as its element (a Fraction stays a Fraction), anything else as it is."""
+    return x[()] if isinstance(x, np.ndarray) and x.ndim == 0 else x
+
+
+def _row_l1(x):
+    """``sum_j |x[..., j]|`` per row."""
+    return abs(x).sum(axis=-1)
+
+
+def _subset_per_state(q: Quantities):
+    """``sum_{i in S} TV(pi_i(.|s), mu_i(.|s))`` [*B, S]."""
+    subset = list(q.problem.subset)
+    return q.agent_tv_per_state[subset].sum(axis=0) if subset else 0 * q.agent_tv_per_state[0]
+
+
 def _eq20(q: Quantities):
     d_s, d_mu = q.named_occupancy("mixed_joint"), q.named_occupancy("mu_product")
     kernel_gap = q.kernel(q.mixed_joint) - q.kernel(q.mu_product)
-    return abs(d_s - d_mu).sum(), q.scale * abs(d_s @ kernel_gap).sum()
+    return _row_l1(d_s - d_mu), q.scale * _row_l1((d_s[..., :, None] * kernel_gap).sum(axis=-2))
 
 
 def _eq22(q: Quantities):
     kernel_gap = q.kernel(q.mixed_joint) - q.kernel(q.mu_product)
-    return abs(q.named_occupancy("mixed_joint") @ kernel_gap).sum(), max(abs(kernel_gap).sum(axis=1))
+    d_s = q.named_occupancy("mixed_joint")
+    return _row_l1((d_s[..., :, None] * kernel_gap).sum(axis=-2)), _row_l1(kernel_gap).max(axis=-1)
 
 
 def _eq24(q: Quantities):
     kernel_gap = q.kernel(q.mixed_joint) - q.kernel(q.mu_product)
-    return max(abs(kernel_gap).sum(axis=1)), max(q.policy_l1_per_state(q.mixed_joint, q.mu_product))
+    return _row_l1(kernel_gap).max(axis=-1), q.policy_l1_per_state(q.mixed_joint, q.mu_product).max(axis=-1)
 
 
 def _eq25(q: Quantities):
     # per state: sum_a |prod p_i - prod q_i| against 2 sum_i TV(p_i, q_i), the worst state
-    lhs = q.policy_l1_per_state(q.mixed_joint, q.mu_product)
-    rhs = 2 * q.agent_tv_per_state[list(q.problem.subset)].sum(axis=0) if q.problem.subset else 0 * lhs
-    worst = max(range(q.n_states), key=lambda s: lhs[s] - rhs[s])
-    return lhs[worst], rhs[worst]
+    return _at_worst(q.policy_l1_per_state(q.mixed_joint, q.mu_product), 2 * _subset_per_state(q))
 
 
 def _eq29(q: Quantities):
-    per_state = q.agent_tv_per_state[list(q.problem.subset)].sum(axis=0) if q.problem.subset else 0 * q.k_eff
-    return max(q.policy_l1_per_state(q.mixed_joint, q.mu_product)), 2 * max(per_state)
+    return q.policy_l1_per_state(q.mixed_joint, q.mu_product).max(axis=-1), 2 * _subset_per_state(q).max(axis=-1)
 
 
 def _lemma1_state_action(q: Quantities):
-    return tv(q.state_action("mixed_joint"), q.state_action("mu_product")), q.scale * q.subset_tv_sum()
+    return tv(q.state_action("mixed_joint"), q.state_action("mu_product"), 2), q.scale * q.subset_tv_sum()
 
 
 def _lemma1_state_action_corrected(q: Quantities):
-    return tv(q.state_action("mixed_joint"), q.state_action("mu_product")), q.subset_tv_sum() / (1 - q.gamma)
+    return tv(q.state_action("mixed_joint"), q.state_action("mu_product"), 2), q.subset_tv_sum() / (1 - q.gamma)
 
 
 # --- Lemma 2 -------------------------------------------------------------------------------------
@@ -137,7 +161,7 @@ def _lemma2_conditional(q: Quantities):
 
 
 def _joint_tv(q: Quantities):
-    return max(q.policy_l1_per_state(q.mixed_joint, q.mu_product)) / 2
+    return q.policy_l1_per_state(q.mixed_joint, q.mu_product).max(axis=-1) / 2
 
 
 def _remark_theorem1(q: Quantities):
@@ -168,7 +192,7 @@ def _w1_state(q: Quantities):
 
 
 def _w1_state_action(q: Quantities):
-    return tv(q.state_action("pi_joint"), q.state_action("mu_product"))
+    return tv(q.state_action("pi_joint"), q.state_action("mu_product"), 2)
 
 
 def _eq44(q: Quantities):
@@ -192,21 +216,20 @@ def _eq49(q: Quantities):
 
 
 def _eq50(q: Quantities):
-    gaps = [step - q.scale * q.agent_tv[k] for k, step in enumerate(q.telescoping)]
-    worst = max(range(q.n_agents), key=lambda k: gaps[k])
-    return q.telescoping[worst], q.scale * q.agent_tv[worst]
+    steps = np.stack(np.broadcast_arrays(*q.telescoping))  # [n, *B]
+    return _at_worst(steps, q.scale * q.agent_tv, axis=0)
 
 
 def _eq51(q: Quantities):
-    return _w1_state(q), q.scale * q.agent_tv.sum()
+    return _w1_state(q), q.scale * q.agent_tv.sum(axis=0)
 
 
 def _state_action_shift(q: Quantities):
-    return _w1_state_action(q), q.agent_tv.sum() / (1 - q.gamma)
+    return _w1_state_action(q), q.agent_tv.sum(axis=0) / (1 - q.gamma)
 
 
 def _eq9(q: Quantities):
-    return max(q.q_star.ravel()) - min(q.q_star.ravel()), 2 / (1 - q.gamma)
+    return q.q_star.max(axis=(-2, -1)) - q.q_star.min(axis=(-2, -1)), 2 / (1 - q.gamma)
 
 
 # --- Theorems 1-3 and their readings -------------------------------------------------------------
@@ -227,45 +250,44 @@ def _without_shift_term(q: Quantities):
 
 
 def _theorem1_shift(q: Quantities):
-    return q.shift_coefficient() * q.agent_tv.sum()
+    return q.shift_coefficient() * q.agent_tv.sum(axis=0)
 
 
 def _theorem2_shift(q: Quantities):
-    return q.shift_coefficient() * (q.agent_tv.sum() + q.kappa)
+    return q.shift_coefficient() * (q.agent_tv.sum(axis=0) + q.kappa)
 
 
 def _theorem1_shift_corrected(q: Quantities):
-    return 4 / (1 - q.gamma) ** 2 * q.agent_tv.sum()
+    return 4 / (1 - q.gamma) ** 2 * q.agent_tv.sum(axis=0)
 
 
 def _theorem2_shift_corrected(q: Quantities):
-    return 4 / (1 - q.gamma) ** 2 * (q.agent_tv.sum() + q.kappa)
+    return 4 / (1 - q.gamma) ** 2 * (q.agent_tv.sum(axis=0) + q.kappa)
 
 
 #: Theorem 3's ``E[k_eff] TVbar``, as each reading of the statement and its sketch takes it.
 THEOREM3_READINGS: dict[str, tuple[str, Callable[[Quantities], object]]] = {
-    "dpi": ("E_{s~d^pi}[k_eff(s)] TVbar", lambda q: (q.named_occupancy("pi_joint") @ q.k_eff) * q.tv_bar),
-    "dpiw": ("E_{s~d^{pi_w}}[k_eff(s)] TVbar", lambda q: (q.named_occupancy("soft_partial") @ q.k_eff) * q.tv_bar),
-    "dmu": ("E_{s~d^mu}[k_eff(s)] TVbar", lambda q: (q.named_occupancy("mu_product") @ q.k_eff) * q.tv_bar),
-    "dpi-state": (
-        "E_{s~d^pi}[k_eff(s) TVbar(s)]",
-        lambda q: q.named_occupancy("pi_joint") @ (q.k_eff * q.tv_bar_per_state),
-    ),
+    "dpi": ("E_{s~d^pi}[k_eff(s)] TVbar", lambda q: _mean(q, "pi_joint", q.k_eff) * q.tv_bar),
+    "dpiw": ("E_{s~d^{pi_w}}[k_eff(s)] TVbar", lambda q: _mean(q, "soft_partial", q.k_eff) * q.tv_bar),
+    "dmu": ("E_{s~d^mu}[k_eff(s)] TVbar", lambda q: _mean(q, "mu_product", q.k_eff) * q.tv_bar),
+    "dpi-state": ("E_{s~d^pi}[k_eff(s) TVbar(s)]", lambda q: _mean(q, "pi_joint", q.k_eff * q.tv_bar_per_state)),
     "dpiw-state": (
         "E_{s~d^{pi_w}}[k_eff(s) TVbar(s)]",
-        lambda q: q.named_occupancy("soft_partial") @ (q.k_eff * q.tv_bar_per_state),
+        lambda q: _mean(q, "soft_partial", q.k_eff * q.tv_bar_per_state),
     ),
-    "dmu-state": (
-        "E_{s~d^mu}[k_eff(s) TVbar(s)]",
-        lambda q: q.named_occupancy("mu_product") @ (q.k_eff * q.tv_bar_per_state),
-    ),
-    "sup": ("sup_s k_eff(s) TVbar(s)", lambda q: max(q.k_eff * q.tv_bar_per_state)),
+    "dmu-state": ("E_{s~d^mu}[k_eff(s) TVbar(s)]", lambda q: _mean(q, "mu_product", q.k_eff * q.tv_bar_per_state)),
+    "sup": ("sup_s k_eff(s) TVbar(s)", lambda q: (q.k_eff * q.tv_bar_per_state).max(axis=-1)),
 }
 #: The readings of the sketch's shift bound that the sketch's argument proves (see ``_THEOREM3_SKETCH_PROOF``).
 PROVED_SKETCH_READINGS = ("dpiw", "dmu", "dpiw-state", "dmu-state", "sup")
 #: The reading the search breaks (bounds/counterexamples/theorem3-sketch-dpi-state.json).
 FALSE_SKETCH_READING = "dpi-state"
 _TVBAR = "TVbar = mean_i sup_s TV(pi_i(.|s), mu_i(.|s)), TVbar(s) = mean_i TV(pi_i(.|s), mu_i(.|s))"
+
+
+def _mean(q: Quantities, policy: str, per_state):
+    """``E_{s ~ d^policy}[per_state(s)]`` [*B]."""
+    return (q.named_occupancy(policy) * per_state).sum(axis=-1)
 
 
 def _theorem3_shift(reading: str):
@@ -281,40 +303,51 @@ def _theorem3_sketch(reading: str):
 # --- Proposition 1 -------------------------------------------------------------------------------
 
 
-def _relative_gap(a, b, *more):
-    """``max |a - b - sum(more)| / (1 + max(|a|, |b|, |more|))``: 0 exactly when the identity holds, and
-    of the order of the float round-off (1e-16) otherwise, whatever the size of the terms."""
+def _relative_gap(q: Quantities, a, b, *more):
+    """``max |a - b - sum(more)| / (1 + max(|a|, |b|, |more|))`` per instance [*B]: 0 exactly when the identity
+    holds, and of the order of the float round-off (1e-16) otherwise, whatever the size of the terms."""
+    batch = q.batch_shape
+
+    def largest(x):
+        return abs(np.broadcast_to(x, (*batch, *np.shape(x)[len(batch) :])).reshape(*batch, -1)).max(axis=-1)
+
     gap = a - b
     for term in more:
         gap = gap - term
-    size = max(abs(x) for term in (a, b, *more) for x in np.ravel(term))
-    return max(abs(x) for x in np.ravel(gap)) / (1 + size)
+    size = largest(a)
+    for term in (b, *more):
+        size = np.maximum(size, largest(term))
+    return _scalar(largest(gap) / (1 + size))
+
+
+def _identity(q: Quantities, *terms):
+    return _relative_gap(q, *terms), 0 * q.one
 
 
 def _proposition1(q: Quantities):
     terms = q.proposition1_terms
-    return _relative_gap(terms["semi_averaged"], terms["semi_centralized"]), 0 * q.one
+    return _identity(q, terms["semi_averaged"], terms["semi_centralized"])
 
 
 def _proposition1_loss(q: Quantities):
     terms = q.proposition1_terms
-    return _relative_gap(terms["loss_averaged"], terms["loss_centralized"]), 0 * q.one
+    return _identity(q, terms["loss_averaged"], terms["loss_centralized"])
 
 
 def _proposition1_loss_corrected(q: Quantities):
     terms = q.proposition1_terms
-    return _relative_gap(terms["loss_averaged"], terms["loss_centralized"], terms["target_variance"]), 0 * q.one
+    return _identity(q, terms["loss_averaged"], terms["loss_centralized"], terms["target_variance"])
 
 
 def _proposition1_full_gradient(q: Quantities):
     terms = q.proposition1_terms
-    return _relative_gap(terms["full_averaged"], terms["full_centralized"]), 0 * q.one
+    return _identity(q, terms["full_averaged"], terms["full_centralized"])
 
 
 def _proposition1_full_gradient_corrected(q: Quantities):
     terms = q.proposition1_terms
-    correction = q.gamma * terms["target_covariance"]
-    return _relative_gap(terms["full_averaged"], terms["full_centralized"], correction), 0 * q.one
+    gamma = np.reshape(q.gamma, np.shape(q.gamma) + (1, 1)) if np.ndim(q.gamma) else q.gamma
+    return _identity(q, terms["full_averaged"], terms["full_centralized"], gamma * terms["target_covariance"])
 
 
 # --- the list ------------------------------------------------------------------------------------

@@ -10,6 +10,12 @@ the rationals.
 Layout: joint actions are flattened in C order, ``a = (a_1, ..., a_n) -> J = prod_i A_i`` columns,
 so ``P`` is [S, J, S], ``R``, ``Q`` tables and joint policies are [S, J] and a factor ``pi_i`` is
 [S, A_i]. ``mu`` is factorized (``mu_factors``) or a correlated joint policy (``mu_joint``).
+
+A float problem may also hold a *batch* of instances of one size: every array then carries the same
+leading batch axes ``B`` (``P`` [*B, S, J, S], ``gamma`` a scalar or [*B], ...), the subset is shared,
+and every quantity carries ``B`` in front (a scalar becomes [*B]). The vertex enumeration
+(:mod:`bounds.vertices`) evaluates the claims this way, thousands of instances per array operation;
+exact problems are single instances.
 """
 
 from __future__ import annotations
@@ -60,6 +66,11 @@ class Problem:
     @property
     def exact(self) -> bool:
         return self.P.dtype == object
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        """The leading batch axes ``B`` (``()`` for one instance)."""
+        return self.P.shape[:-3]
 
     @classmethod
     def from_instance(cls, instance) -> Problem:
@@ -116,8 +127,11 @@ def _array(values, number) -> np.ndarray:
 
 
 def solve(A: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``x`` with ``A x = b``: LAPACK for floats, Gaussian elimination over the rationals for Fractions."""
+    """``x`` with ``A x = b``: LAPACK for floats (``A`` [*B, n, n], ``b`` [*B, n] or [*B, n, k]),
+    Gaussian elimination over the rationals for Fractions (one system)."""
     if A.dtype != object:
+        if b.ndim == A.ndim - 1:
+            return np.linalg.solve(A, b[..., None])[..., 0]
         return np.linalg.solve(A, b)
     n = A.shape[0]
     M = np.concatenate([A, b.reshape(n, -1)], axis=1).astype(object)
@@ -133,9 +147,15 @@ def solve(A: np.ndarray, b: np.ndarray) -> np.ndarray:
     return M[:, n:].reshape(b.shape)
 
 
-def tv(p: np.ndarray, q: np.ndarray) -> float | Fraction:
-    """``TV(p, q) = 1/2 ||p - q||_1`` (= W1 under the 0-1 metric), over all axes."""
-    return abs(p - q).sum() / 2
+def tv(p: np.ndarray, q: np.ndarray, event_dims: int = 1):
+    """``TV(p, q) = 1/2 ||p - q||_1`` (= W1 under the 0-1 metric) over the last ``event_dims`` axes
+    (1: distributions over states [*B, S]; 2: over state-action pairs [*B, S, J]); [*B]."""
+    return abs(p - q).sum(axis=tuple(range(-event_dims, 0))) / 2
+
+
+def _trailing(x, k: int):
+    """``x`` with ``k`` unit axes appended (a batch scalar [*B] made to broadcast over [*B, ...])."""
+    return x if np.ndim(x) == 0 else np.reshape(x, np.shape(x) + (1,) * k)
 
 
 class Quantities:
@@ -146,8 +166,11 @@ class Quantities:
         if not isinstance(problem, Problem):
             problem = Problem.from_instance(problem)
         self.problem = problem
-        self.gamma = problem.gamma
-        self.n_states = problem.P.shape[0]
+        self.gamma = problem.gamma if problem.exact else np.asarray(problem.gamma, dtype=float)
+        self.batch_shape = problem.batch_shape
+        if problem.exact and self.batch_shape:
+            raise ValueError("problem: an exact problem is one instance (no batch axes)")
+        self.n_states = problem.P.shape[-3]
         self.action_sizes = problem.action_sizes
         self.n_agents = len(problem.action_sizes)
         self.one = Fraction(1) if problem.exact else 1.0
@@ -157,17 +180,31 @@ class Quantities:
     # --- policies ------------------------------------------------------------------------------
 
     def joint(self, factors) -> np.ndarray:
-        """``prod_i phi_i(a_i | s)`` as [S, J] (C order over the agents)."""
+        """``prod_i phi_i(a_i | s)`` as [*B, S, J] (C order over the agents)."""
         out = factors[0]
         for factor in factors[1:]:
-            out = (out[:, :, None] * factor[:, None, :]).reshape(self.n_states, -1)
+            out = (out[..., :, :, None] * factor[..., :, None, :]).reshape(*out.shape[:-1], -1)
         return out
 
+    def _agent_axis(self, i: int) -> int:
+        """The axis of agent ``i``'s action in a joint table reshaped to [*B, S, A_1, ..., A_n]."""
+        return len(self.batch_shape) + 1 + i
+
+    def _full(self, table: np.ndarray) -> np.ndarray:
+        """A joint table [*B, S, J] as [*B, S, A_1, ..., A_n]."""
+        return table.reshape(*self.batch_shape, self.n_states, *self.action_sizes)
+
+    def _factor_shape(self, i: int) -> list[int]:
+        """The shape that makes agent ``i``'s factor [*B, S, A_i] broadcast over [*B, S, A_1, ..., A_n]."""
+        shape = [*self.batch_shape, self.n_states] + [1] * self.n_agents
+        shape[self._agent_axis(i)] = self.action_sizes[i]
+        return shape
+
     def marginals_of(self, joint: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Each agent's marginal [S, A_i] of a joint policy [S, J]."""
-        full = joint.reshape(self.n_states, *self.action_sizes)
-        axes = range(1, self.n_agents + 1)
-        return tuple(full.sum(axis=tuple(a for a in axes if a != i)) for i in axes)
+        """Each agent's marginal [*B, S, A_i] of a joint policy [*B, S, J]."""
+        full = self._full(joint)
+        axes = [self._agent_axis(i) for i in range(self.n_agents)]
+        return tuple(full.sum(axis=tuple(a for a in axes if a != axis)) for axis in axes)
 
     @cached_property
     def mu_marginals(self) -> tuple[np.ndarray, ...]:
@@ -206,14 +243,12 @@ class Quantities:
         agents keep their correlation (``mu`` itself when ``S`` is empty).
         """
         subset = self.problem.subset
-        full = self.mu_joint.reshape(self.n_states, *self.action_sizes)
-        others = full.sum(axis=tuple(1 + i for i in subset), keepdims=True) if subset else full
+        full = self._full(self.mu_joint)
+        others = full.sum(axis=tuple(self._agent_axis(i) for i in subset), keepdims=True) if subset else full
         out = others
         for i in subset:
-            shape = [self.n_states] + [1] * self.n_agents
-            shape[1 + i] = self.action_sizes[i]
-            out = out * self.problem.pi[i].reshape(shape)
-        return out.reshape(self.n_states, -1)
+            out = out * self.problem.pi[i].reshape(self._factor_shape(i))
+        return out.reshape(*self.batch_shape, self.n_states, -1)
 
     @cached_property
     def soft_partial(self) -> np.ndarray:
@@ -221,7 +256,7 @@ class Quantities:
         n = self.n_agents
         out = 0 * self.pi_joint
         for k in range(1, n + 1):
-            share = self.problem.weights[:, k - 1 : k] / comb(n, k)
+            share = self.problem.weights[..., k - 1 : k] / comb(n, k)
             for members in combinations(range(n), k):
                 out = out + share * self.mixed(members)
         return out
@@ -229,15 +264,20 @@ class Quantities:
     # --- kernels, occupancies, values ----------------------------------------------------------
 
     def kernel(self, joint: np.ndarray) -> np.ndarray:
-        """``P^phi(s' | s) = sum_a phi(a | s) P(s' | s, a)`` [S, S]."""
-        return (joint[:, :, None] * self.problem.P).sum(axis=1)
+        """``P^phi(s' | s) = sum_a phi(a | s) P(s' | s, a)`` [*B, S, S]."""
+        return (joint[..., :, :, None] * self.problem.P).sum(axis=-2)
 
-    def occupancy(self, joint: np.ndarray) -> np.ndarray:
-        """``d^phi = (1 - gamma) d0^T (I - gamma P^phi)^{-1}`` [S]."""
+    def _resolvent_matrix(self, joint: np.ndarray) -> np.ndarray:
+        """``I - gamma P^phi`` [*B, S, S]."""
         identity = np.eye(self.n_states, dtype=object if self.problem.exact else float)
         if self.problem.exact:
             identity = identity * self.one
-        return solve((identity - self.gamma * self.kernel(joint)).T, (1 - self.gamma) * self.problem.d0)
+        return identity - _trailing(self.gamma, 2) * self.kernel(joint)
+
+    def occupancy(self, joint: np.ndarray) -> np.ndarray:
+        """``d^phi = (1 - gamma) d0^T (I - gamma P^phi)^{-1}`` [*B, S]."""
+        matrix = np.swapaxes(self._resolvent_matrix(joint), -1, -2)
+        return solve(matrix, _trailing(1 - self.gamma, 1) * self.problem.d0)
 
     def named_occupancy(self, name: str) -> np.ndarray:
         """The occupancy of the policy attribute ``name`` (``pi_joint``, ``mu_joint``, ...), cached."""
@@ -246,21 +286,19 @@ class Quantities:
         return self._occupancies[name]
 
     def state_action(self, name: str) -> np.ndarray:
-        """``d^phi(s) phi(a | s)`` [S, J] for the policy attribute ``name``."""
-        return self.named_occupancy(name)[:, None] * getattr(self, name)
+        """``d^phi(s) phi(a | s)`` [*B, S, J] for the policy attribute ``name``."""
+        return self.named_occupancy(name)[..., :, None] * getattr(self, name)
 
     def expectation(self, name: str, table: np.ndarray):
-        """``E_{d^phi, phi}[table]`` for the policy attribute ``name``."""
-        return (self.state_action(name) * table).sum()
+        """``E_{d^phi, phi}[table]`` [*B] for the policy attribute ``name``."""
+        return (self.state_action(name) * table).sum(axis=(-2, -1))
 
     def q_of(self, joint: np.ndarray) -> np.ndarray:
-        """``Q^phi = R + gamma P V^phi`` [S, J], ``V^phi = (I - gamma P^phi)^{-1} r^phi``."""
-        identity = np.eye(self.n_states, dtype=object if self.problem.exact else float)
-        if self.problem.exact:
-            identity = identity * self.one
-        r_phi = (joint * self.problem.R).sum(axis=1)
-        value = solve(identity - self.gamma * self.kernel(joint), r_phi)
-        return self.problem.R + self.gamma * (self.problem.P * value[None, None, :]).sum(axis=2)
+        """``Q^phi = R + gamma P V^phi`` [*B, S, J], ``V^phi = (I - gamma P^phi)^{-1} r^phi``."""
+        r_phi = (joint * self.problem.R).sum(axis=-1)
+        value = solve(self._resolvent_matrix(joint), r_phi)
+        future = (self.problem.P * value[..., None, None, :]).sum(axis=-1)
+        return self.problem.R + _trailing(self.gamma, 2) * future
 
     @cached_property
     def q_pi(self) -> np.ndarray:
@@ -274,36 +312,33 @@ class Quantities:
         no action improves by more than 1e-13 relative, which leaves ``Q*`` off by at most
         ``1e-13 (1 + |Q|) / (1 - gamma)``, far below the audit's ROUNDOFF.
         """
-        S, J = self.problem.R.shape
-        greedy = np.array([int(np.argmax(self.problem.R[s].astype(float))) for s in range(S)])
+        J = self.problem.R.shape[-1]
+        greedy = np.argmax(self.problem.R.astype(float), axis=-1)  # [*B, S]
+        actions = np.arange(J)
         for _ in range(MAX_POLICY_ITERATIONS):
-            policy = np.zeros((S, J), dtype=object if self.problem.exact else float)
-            policy[np.arange(S), greedy] = self.one
+            policy = (greedy[..., None] == actions).astype(object if self.problem.exact else float) * self.one
             q = self.q_of(policy)
-            current = q[np.arange(S), greedy]
-            best = np.array([max(q[s]) for s in range(S)], dtype=q.dtype)
+            current = np.take_along_axis(q, greedy[..., None], axis=-1)[..., 0]
+            best = q.max(axis=-1)
             margin = 0 if self.problem.exact else 1e-13 * (1.0 + np.abs(best.astype(float)))
             improve = best > current + margin
             if not improve.any():
                 return q
-            for s in np.flatnonzero(improve):
-                greedy[s] = next(a for a in range(J) if q[s, a] == best[s])
+            # the first action attaining the maximum, as argmax picks it
+            greedy = np.where(improve, np.argmax(q == best[..., None], axis=-1), greedy)
         raise RuntimeError(f"q_star: policy iteration did not stop after {MAX_POLICY_ITERATIONS} improvements")
 
     # --- distances -----------------------------------------------------------------------------
 
     @cached_property
     def agent_tv_per_state(self) -> np.ndarray:
-        """``TV(pi_i(. | s), mu_i(. | s))`` [n, S], to ``mu``'s marginals."""
-        return np.array(
-            [abs(p - m).sum(axis=1) / 2 for p, m in zip(self.problem.pi, self.mu_marginals, strict=True)],
-            dtype=object if self.problem.exact else float,
-        )
+        """``TV(pi_i(. | s), mu_i(. | s))`` [n, *B, S], to ``mu``'s marginals."""
+        return np.stack([tv(p, m) for p, m in zip(self.problem.pi, self.mu_marginals, strict=True)])
 
     @cached_property
     def agent_tv(self) -> np.ndarray:
-        """``TV(pi_i, mu_i) = sup_s TV(pi_i(. | s), mu_i(. | s))`` [n]."""
-        return np.array([max(row) for row in self.agent_tv_per_state], dtype=self.agent_tv_per_state.dtype)
+        """``TV(pi_i, mu_i) = sup_s TV(pi_i(. | s), mu_i(. | s))`` [n, *B]."""
+        return self.agent_tv_per_state.max(axis=-1)
 
     def subset_tv_sum(self, subset=None):
         members = self.problem.subset if subset is None else subset
@@ -312,11 +347,11 @@ class Quantities:
     @cached_property
     def kappa(self):
         """The excess correlation ``kappa = sup_s TV(mu(. | s), mu^(x)(. | s))`` (Definition 1)."""
-        return max(abs(self.mu_joint - self.mu_product).sum(axis=1)) / 2
+        return tv(self.mu_joint, self.mu_product).max(axis=-1)
 
     def policy_l1_per_state(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """``sum_a |a(a | s) - b(a | s)|`` per state [S]."""
-        return abs(a - b).sum(axis=1)
+        """``sum_a |a(a | s) - b(a | s)|`` per state [*B, S]."""
+        return abs(a - b).sum(axis=-1)
 
     # --- the value-error theorems (eq. 32-53) --------------------------------------------------
 
@@ -327,12 +362,12 @@ class Quantities:
 
     @cached_property
     def eps_subopt(self):
-        return max(abs(self.q_pi - self.q_star).ravel())
+        return abs(self.q_pi - self.q_star).max(axis=(-2, -1))
 
     @cached_property
     def eps_fqi(self):
         """``||Q* - Q_hat||_inf``, the paper's definition."""
-        return max(abs(self.q_star - self.problem.q_hat).ravel())
+        return abs(self.q_star - self.problem.q_hat).max(axis=(-2, -1))
 
     def eps_fqi_in_distribution(self, behavior: str):
         """``E_{d^mu, mu}|Q* - Q_hat|``, the in-distribution error, under ``mu_product`` or ``mu_joint``."""
@@ -341,7 +376,7 @@ class Quantities:
     @cached_property
     def q_hat_range(self):
         """``max Q_hat - min Q_hat``, the smallest Lipschitz constant of ``Q_hat`` under the 0-1 metric."""
-        return max(self.problem.q_hat.ravel()) - min(self.problem.q_hat.ravel())
+        return self.problem.q_hat.max(axis=(-2, -1)) - self.problem.q_hat.min(axis=(-2, -1))
 
     def shift_coefficient(self):
         """``4 gamma / (1 - gamma)^2``, the factor of the shift term in Theorems 1-3."""
@@ -351,23 +386,22 @@ class Quantities:
 
     @cached_property
     def k_eff(self) -> np.ndarray:
-        """``k_eff(s) = sum_k k w_k(s)`` [S]."""
-        ks = np.arange(1, self.n_agents + 1)
-        return (self.problem.weights * ks[None, :]).sum(axis=1)
+        """``k_eff(s) = sum_k k w_k(s)`` [*B, S]."""
+        return (self.problem.weights * np.arange(1, self.n_agents + 1)).sum(axis=-1)
 
     @cached_property
     def tv_bar(self):
-        """``TVbar = (1/n) sum_i TV(pi_i, mu_i)``, the mean of the per-agent sup-TVs."""
-        return self.agent_tv.sum() / self.n_agents
+        """``TVbar = (1/n) sum_i TV(pi_i, mu_i)`` [*B], the mean of the per-agent sup-TVs."""
+        return self.agent_tv.sum(axis=0) / self.n_agents
 
     @cached_property
     def tv_bar_per_state(self) -> np.ndarray:
-        """``TVbar(s) = (1/n) sum_i TV(pi_i(. | s), mu_i(. | s))`` [S]."""
+        """``TVbar(s) = (1/n) sum_i TV(pi_i(. | s), mu_i(. | s))`` [*B, S]."""
         return self.agent_tv_per_state.sum(axis=0) / self.n_agents
 
     @cached_property
     def telescoping(self) -> list:
-        """``W1(d^(k), d^(k-1))`` for k = 1..n, ``d^(k)`` the occupancy of pi^({0..k-1}) (eq. 46-48)."""
+        """``W1(d^(k), d^(k-1))`` [*B] for k = 1..n, ``d^(k)`` the occupancy of pi^({0..k-1}) (eq. 46-48)."""
         prefixes = [self.occupancy(self.mixed(range(k))) for k in range(self.n_agents + 1)]
         return [tv(prefixes[k], prefixes[k - 1]) for k in range(1, self.n_agents + 1)]
 
@@ -375,41 +409,37 @@ class Quantities:
 
     @cached_property
     def transition_weights(self) -> np.ndarray:
-        """``w(s, a, s', a') = d^mu(s) mu(a | s) P(s' | s, a) mu(a' | s')`` [S, J, S, J]: the exact dataset."""
+        """``w(s, a, s', a') = d^mu(s) mu(a | s) P(s' | s, a) mu(a' | s')`` [*B, S, J, S, J]: the exact dataset."""
         sa = self.state_action("mu_joint")
-        return sa[:, :, None, None] * self.problem.P[:, :, :, None] * self.mu_joint[None, None, :, :]
+        return sa[..., :, :, None, None] * self.problem.P[..., :, :, :, None] * self.mu_joint[..., None, None, :, :]
 
     def individual_backup(self, q: np.ndarray, i: int) -> np.ndarray:
-        """``B_{i} Q(s', a') = sum_b pi_i(b | s') Q(s', a' with a'_i = b)`` [S, J] (eq. 1)."""
-        full = q.reshape(self.n_states, *self.action_sizes)
-        shape = [self.n_states] + [1] * self.n_agents
-        shape[1 + i] = self.action_sizes[i]
-        averaged = (full * self.problem.pi[i].reshape(shape)).sum(axis=1 + i, keepdims=True)
-        return np.broadcast_to(averaged, full.shape).reshape(self.n_states, -1)
+        """``B_{i} Q(s', a') = sum_b pi_i(b | s') Q(s', a' with a'_i = b)`` [*B, S, J] (eq. 1)."""
+        full = self._full(q)
+        weighted = full * self.problem.pi[i].reshape(self._factor_shape(i))
+        averaged = weighted.sum(axis=self._agent_axis(i), keepdims=True)
+        return np.broadcast_to(averaged, full.shape).reshape(q.shape)
 
     def individual_backup_adjoint(self, residual: np.ndarray, i: int) -> np.ndarray:
-        """The transpose of ``Q -> B_i Q``: ``sum_{a'} residual(s', a') dB_iQ(s', a')/dQ`` [S, J]."""
-        full = residual.reshape(self.n_states, *self.action_sizes)
-        shape = [self.n_states] + [1] * self.n_agents
-        shape[1 + i] = self.action_sizes[i]
-        summed = full.sum(axis=1 + i, keepdims=True)
-        return (summed * self.problem.pi[i].reshape(shape)).reshape(self.n_states, -1)
+        """The transpose of ``Q -> B_i Q``: ``sum_{a'} residual(s', a') dB_iQ(s', a')/dQ`` [*B, S, J]."""
+        summed = self._full(residual).sum(axis=self._agent_axis(i), keepdims=True)
+        return (summed * self.problem.pi[i].reshape(self._factor_shape(i))).reshape(residual.shape)
 
     @cached_property
     def individual_targets(self) -> np.ndarray:
-        """``y_i(s, a, s', a') = R(s, a) + gamma B_i Q_hat(s', a')`` [n, S, J, S, J], with ``Q_hat`` as theta."""
-        R = self.problem.R[:, :, None, None]
-        return np.array(
+        """``y_i(s, a, s', a') = R(s, a) + gamma B_i Q_hat(s', a')`` [n, *B, S, J, S, J], with ``Q_hat`` as theta."""
+        R = self.problem.R[..., :, :, None, None]
+        gamma = _trailing(self.gamma, 4)
+        return np.stack(
             [
-                R + self.gamma * self.individual_backup(self.problem.q_hat, i)[None, None, :, :]
+                R + gamma * self.individual_backup(self.problem.q_hat, i)[..., None, None, :, :]
                 for i in range(self.n_agents)
-            ],
-            dtype=object if self.problem.exact else float,
+            ]
         )
 
     def _td_pieces(self, targets: np.ndarray):
-        """Residuals ``Q(s, a) - y`` [S, J, S, J] and their weighted sums."""
-        residual = self.problem.q_hat[:, :, None, None] - targets
+        """Residuals ``Q(s, a) - y`` [*B, S, J, S, J] and their weighted sums."""
+        residual = self.problem.q_hat[..., :, :, None, None] - targets
         weighted = self.transition_weights * residual
         return residual, weighted
 
@@ -423,19 +453,21 @@ class Quantities:
         """
         targets = self.individual_targets
         mean_target = targets.sum(axis=0) / self.n_agents
+        gamma = _trailing(self.gamma, 2)
+        transition_axes = (-4, -3, -2, -1)
         semi, full, losses = [], [], []
         for i in range(self.n_agents):
             residual, weighted = self._td_pieces(targets[i])
-            g = weighted.sum(axis=(2, 3))
+            g = weighted.sum(axis=(-2, -1))
             semi.append(g)
-            full.append(g - self.gamma * self.individual_backup_adjoint(weighted.sum(axis=(0, 1)), i))
-            losses.append((self.transition_weights * residual * residual).sum() / 2)
+            full.append(g - gamma * self.individual_backup_adjoint(weighted.sum(axis=(-4, -3)), i))
+            losses.append((self.transition_weights * residual * residual).sum(axis=transition_axes) / 2)
         residual, weighted = self._td_pieces(mean_target)
-        g_cen = weighted.sum(axis=(2, 3))
-        into_next = weighted.sum(axis=(0, 1))
+        g_cen = weighted.sum(axis=(-2, -1))
+        into_next = weighted.sum(axis=(-4, -3))
         full_cen = (
             g_cen
-            - self.gamma
+            - gamma
             * sum((self.individual_backup_adjoint(into_next, i) for i in range(self.n_agents)), 0 * g_cen)
             / self.n_agents
         )
@@ -443,7 +475,7 @@ class Quantities:
         covariance = (
             sum(
                 (
-                    self.individual_backup_adjoint((self.transition_weights * deviation[i]).sum(axis=(0, 1)), i)
+                    self.individual_backup_adjoint((self.transition_weights * deviation[i]).sum(axis=(-4, -3)), i)
                     for i in range(self.n_agents)
                 ),
                 0 * g_cen,
@@ -457,7 +489,7 @@ class Quantities:
             "full_centralized": full_cen,
             "target_covariance": covariance,
             "loss_averaged": sum(losses, 0 * self.one) / self.n_agents,
-            "loss_centralized": (self.transition_weights * residual * residual).sum() / 2,
-            "target_variance": (self.transition_weights * (deviation * deviation).sum(axis=0)).sum()
+            "loss_centralized": (self.transition_weights * residual * residual).sum(axis=transition_axes) / 2,
+            "target_variance": (self.transition_weights * (deviation * deviation).sum(axis=0)).sum(axis=transition_axes)
             / (2 * self.n_agents),
         }
