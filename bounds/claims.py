@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .instances import COUNTEREXAMPLE_DIR
-from .quantities import Quantities, tv
+from .quantities import Quantities, tv, with_trailing_axes
 
 FACTORIZED, CORRELATED = "factorized", "correlated"
 
@@ -346,8 +346,8 @@ def _proposition1_full_gradient(q: Quantities):
 
 def _proposition1_full_gradient_corrected(q: Quantities):
     terms = q.proposition1_terms
-    gamma = np.reshape(q.gamma, np.shape(q.gamma) + (1, 1)) if np.ndim(q.gamma) else q.gamma
-    return _identity(q, terms["full_averaged"], terms["full_centralized"], gamma * terms["target_covariance"])
+    correction = with_trailing_axes(q.gamma, 2) * terms["target_covariance"]
+    return _identity(q, terms["full_averaged"], terms["full_centralized"], correction)
 
 
 # --- the list ------------------------------------------------------------------------------------

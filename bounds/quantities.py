@@ -153,7 +153,7 @@ def tv(p: np.ndarray, q: np.ndarray, event_dims: int = 1):
     return abs(p - q).sum(axis=tuple(range(-event_dims, 0))) / 2
 
 
-def _trailing(x, k: int):
+def with_trailing_axes(x, k: int):
     """``x`` with ``k`` unit axes appended (a batch scalar [*B] made to broadcast over [*B, ...])."""
     return x if np.ndim(x) == 0 else np.reshape(x, np.shape(x) + (1,) * k)
 
@@ -272,12 +272,12 @@ class Quantities:
         identity = np.eye(self.n_states, dtype=object if self.problem.exact else float)
         if self.problem.exact:
             identity = identity * self.one
-        return identity - _trailing(self.gamma, 2) * self.kernel(joint)
+        return identity - with_trailing_axes(self.gamma, 2) * self.kernel(joint)
 
     def occupancy(self, joint: np.ndarray) -> np.ndarray:
         """``d^phi = (1 - gamma) d0^T (I - gamma P^phi)^{-1}`` [*B, S]."""
         matrix = np.swapaxes(self._resolvent_matrix(joint), -1, -2)
-        return solve(matrix, _trailing(1 - self.gamma, 1) * self.problem.d0)
+        return solve(matrix, with_trailing_axes(1 - self.gamma, 1) * self.problem.d0)
 
     def named_occupancy(self, name: str) -> np.ndarray:
         """The occupancy of the policy attribute ``name`` (``pi_joint``, ``mu_joint``, ...), cached."""
@@ -298,7 +298,7 @@ class Quantities:
         r_phi = (joint * self.problem.R).sum(axis=-1)
         value = solve(self._resolvent_matrix(joint), r_phi)
         future = (self.problem.P * value[..., None, None, :]).sum(axis=-1)
-        return self.problem.R + _trailing(self.gamma, 2) * future
+        return self.problem.R + with_trailing_axes(self.gamma, 2) * future
 
     @cached_property
     def q_pi(self) -> np.ndarray:
@@ -429,7 +429,7 @@ class Quantities:
     def individual_targets(self) -> np.ndarray:
         """``y_i(s, a, s', a') = R(s, a) + gamma B_i Q_hat(s', a')`` [n, *B, S, J, S, J], with ``Q_hat`` as theta."""
         R = self.problem.R[..., :, :, None, None]
-        gamma = _trailing(self.gamma, 4)
+        gamma = with_trailing_axes(self.gamma, 4)
         return np.stack(
             [
                 R + gamma * self.individual_backup(self.problem.q_hat, i)[..., None, None, :, :]
@@ -453,7 +453,7 @@ class Quantities:
         """
         targets = self.individual_targets
         mean_target = targets.sum(axis=0) / self.n_agents
-        gamma = _trailing(self.gamma, 2)
+        gamma = with_trailing_axes(self.gamma, 2)
         transition_axes = (-4, -3, -2, -1)
         semi, full, losses = [], [], []
         for i in range(self.n_agents):
