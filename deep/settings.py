@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from deep.algorithms.methods import METHODS
+from deep.algorithms.minibatches import MINIBATCH_STREAMS
 from deep.envs.tasks import TASKS, task_spec
 from deep.storage.datasets import QUALITIES
 from tabular.validation import SettingsError as SettingsError  # the error of every check; train and sweep catch it
@@ -153,8 +154,10 @@ def validate_settings(config) -> tuple:
         raise invalid(flag("device"), "cpu or auto on this machine (torch.cuda.is_available() is False)", config.device)
     if getattr(config, "preset", None) is not None:
         check_choice(flag("preset"), config.preset, tuple(PRESETS))
-    for name in ("seed", "dataset_seed"):
-        check_int(flag(name), getattr(config, name), 0, numpy=False)
+    check_int(flag("seed"), config.seed, 0, numpy=False)
+    if config.dataset_seed is not None:  # None: the run's seed
+        check_int(flag("dataset_seed"), config.dataset_seed, 0, numpy=False)
+    check_choice(flag("minibatches"), config.minibatches, MINIBATCH_STREAMS)
     seeds = getattr(config, "seeds", None)
     if seeds is not None:
         _check_seeds(config, seeds)

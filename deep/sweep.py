@@ -122,8 +122,10 @@ class SweepConfig:
     (deep/train.py --log-every, 100)."""
     eval_episodes: int = 100
     """Episodes per evaluation."""
-    dataset_seed: int = 0
-    """Which dataset file of each quality."""
+    dataset_seed: int | None = None
+    """Which dataset file of each quality: <task>_<dataset>_seed<dataset-seed>.npz; default each run's own seed."""
+    minibatches: Annotated[str, tyro.conf.arg(metavar="{fresh,original}")] = "fresh"
+    """Every run's minibatch stream (deep/train.py --minibatches): fresh draws, or the original code's fixed cycle."""
     data_dir: str = "data"
     """Folder of the dataset files."""
     out_dir: str = "runs/sweep"
@@ -187,6 +189,7 @@ def run_configs(config: SweepConfig, **overrides) -> list[TrainConfig]:
                         dataset=quality,
                         seed=seed,
                         dataset_seed=config.dataset_seed,
+                        minibatches=config.minibatches,
                         data_dir=config.data_dir,
                         out_dir=str(run_dir(config, task, quality, algo, seed)),
                         updates=config.updates,

@@ -6,10 +6,12 @@
     python deep/train.py --preset quick --task cn --dataset random   # a first run: about a minute on a CPU
     python deep/train.py --algo cfcql --task cn --dataset random --seeds 0 1 2 3 4   # 5 runs as one program
 
-Reads ``<data-dir>/<task>_<dataset>_seed<dataset-seed>.npz`` (built by deep/collect.py), trains for
-``--updates`` critic updates (default: CFCQL's schedule, see deep/algorithms/offline.py), evaluates the
-deterministic team every ``--eval-every`` updates over ``--eval-episodes`` episodes, and writes to
-the out dir:
+Reads ``<data-dir>/<task>_<dataset>_seed<dataset-seed>.npz`` (built by deep/collect.py; the dataset seed is the
+run's seed unless ``--dataset-seed`` is given, as each original run trained on its own dataset), trains for
+``--updates`` critic updates (default: CFCQL's schedule, see deep/algorithms/offline.py) on minibatches drawn
+fresh or, with ``--minibatches original``, replayed in the original code's fixed cycle
+(deep/algorithms/minibatches.py), evaluates the deterministic team every ``--eval-every`` updates over
+``--eval-episodes`` episodes, and writes to the out dir:
 
 - ``metrics.jsonl`` and ``metrics.csv``: one row per ``--log-every`` updates (losses, mean Q, the
   target's ensemble std; for SPaCQL also the mean weights ``w_1..w_n`` and ``u_1..u_n``, the paper's
@@ -18,7 +20,8 @@ the out dir:
 - ``checkpoint.pt`` (atomically, at every evaluation and at the end; ``--resume`` continues from it
   to the same result as an uninterrupted run on the CPU), ``actor.pt`` (the final team);
 - ``summary.json`` at the end: ``final_normalized_score``, ``best_normalized_score``, ``config``,
-  ``settings`` (every resolved hyperparameter), ``versions``, ``wall_time_s``, ...
+  ``settings`` (every resolved hyperparameter), ``dataset_seed``, ``minibatches`` (the stream and its cycle),
+  ``versions``, ``wall_time_s``, ...
 
 A non-finite loss stops the run with its update number after writing ``nan_checkpoint.pt``.
 
@@ -51,7 +54,7 @@ import time
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
@@ -68,6 +71,7 @@ from deep.algorithms.evaluation import (
 )
 from deep.algorithms.learner import DeviceDataset, keep_freed_memory
 from deep.algorithms.methods import METHODS, MethodName
+from deep.algorithms.minibatches import MinibatchStream, minibatch_stream
 from deep.algorithms.networks import resolve_device
 from deep.envs.tasks import task_spec
 from deep.generation.opponents import load_opponent
@@ -104,8 +108,9 @@ class TrainConfig:
     seeds: list[int] | None = None
     """Train these seeds as one batched program instead of --seed (value family, omar, matd3-bc); run s writes to
     <out-dir>/<task>-<dataset>-<algo>-seed<s>, the same files as a run of --seed s."""
-    dataset_seed: int = 0
-    """Which dataset file of the quality: <task>_<dataset>_seed<dataset-seed>.npz."""
+    dataset_seed: int | None = None
+    """Which dataset file of the quality: <task>_<dataset>_seed<dataset-seed>.npz; default the run's seed (each of
+    the original five runs trained on its own dataset, seed_<k>_data)."""
     data_dir: str = "data"
     """Folder of the dataset files (deep/collect.py --data-dir)."""
     out_dir: str | None = None
@@ -122,6 +127,11 @@ class TrainConfig:
     """Episodes per evaluation, run as parallel environment copies."""
     log_every: int = 100
     """Write a metrics row every this many updates (the only host synchronization of the loop)."""
+    minibatches: Annotated[str, tyro.conf.arg(metavar="{fresh,original}")] = "fresh"
+    """fresh: every update draws its minibatch anew from the whole dataset; original: the original code's stream, a
+    fixed cycle of minibatches (each without replacement) replayed every evaluation period of the original main.py
+    (CFCQL's: 50 on CN and PP, 250 on World; OMAR's: 10 rounds of one minibatch per agent);
+    deep/algorithms/minibatches.py."""
     resume: bool = False
     """Continue from out_dir/checkpoint.pt (written by a run with the same config, possibly fewer updates)."""
     overwrite: bool = False
@@ -218,13 +228,24 @@ def evaluation_opponent(task: str):
     return load_opponent(task)
 
 
+def dataset_seed_of(config: TrainConfig) -> int:
+    """The run's dataset seed: ``--dataset-seed`` when given, else the run's own seed."""
+    return config.seed if config.dataset_seed is None else config.dataset_seed
+
+
+def dataset_file(config: TrainConfig) -> Path:
+    """The run's dataset file: ``<data-dir>/<task>_<dataset>_seed<dataset seed>.npz``."""
+    return datasets.dataset_path(config.data_dir, config.task, config.dataset, dataset_seed_of(config))
+
+
 def load_checked_dataset(config: TrainConfig) -> datasets.OfflineDataset:
     """Load the run's dataset and check it against the task (agent count, shapes) and ``--dataset``.
 
     Also refuses a dataset whose metadata quality is not ``config.dataset`` (a file renamed to another
-    quality); ``datasets.load`` already refuses actions outside [-1, 1] (``datasets.ACTION_TOLERANCE``).
+    quality) or whose metadata seed is not the run's dataset seed (a file renamed to another seed);
+    ``datasets.load`` already refuses actions outside [-1, 1] (``datasets.ACTION_TOLERANCE``).
     """
-    path = datasets.dataset_path(config.data_dir, config.task, config.dataset, config.dataset_seed)
+    path = dataset_file(config)
     try:
         dataset = datasets.load(path)
     except FileNotFoundError as error:  # its message holds the deep/collect.py command that builds it
@@ -260,6 +281,11 @@ def load_checked_dataset(config: TrainConfig) -> datasets.OfflineDataset:
         raise DatasetError(
             f"dataset: {path} holds a {meta.get('quality')!r} dataset by its metadata, not --dataset "
             f"{config.dataset!r}; rename it or rebuild it with deep/collect.py"
+        )
+    if meta.get("seed") != dataset_seed_of(config):
+        raise DatasetError(
+            f"dataset: {path} holds dataset seed {meta.get('seed')!r} by its metadata, not {dataset_seed_of(config)}; "
+            "rename it or rebuild it with deep/collect.py"
         )
     if meta.get("reference_returns") is None:
         raise DatasetError(f"dataset: {path} has no reference returns, so no normalized score")
@@ -407,14 +433,18 @@ def train(config: TrainConfig) -> dict:
     device = resolve_device(config.device)
     if device.type == "cpu":
         keep_freed_memory()
-    dataset = load_checked_dataset(config)
-    opponent = evaluation_opponent(config.task)
     configs = run_configs(config)
+    loaded = {}  # dataset seed -> the dataset: runs of one program may share one
+    for run_config in configs:
+        seed = dataset_seed_of(run_config)
+        if seed not in loaded:
+            loaded[seed] = load_checked_dataset(run_config)
+    opponent = evaluation_opponent(config.task)
     with ExitStack() as locks:  # held for the whole run; the OS releases them if the process dies
         out_dirs = [locks.enter_context(locked_out_dir(out_dir_of(run_config))) for run_config in configs]
         for out_dir in out_dirs:  # after every lock is held: a refused run dir deletes nothing in the others
             prepare_out_dir(out_dir, config.resume, config.overwrite)
-        results = _train_in(config, configs, settings, total_updates, device, dataset, opponent)
+        results = _train_in(config, configs, settings, total_updates, device, loaded, opponent)
     return results[0] if config.seeds is None else {"runs": results}
 
 
@@ -425,6 +455,8 @@ class _Run:
     config: TrainConfig
     learner: object
     generator: torch.Generator
+    dataset: datasets.OfflineDataset
+    minibatches: MinibatchStream
     log: list[dict] = field(default_factory=list)
     wall_before: float = 0.0
     writer: object = None
@@ -495,12 +527,20 @@ class _BatchedProgram:
         self.batched.to_learners()
 
 
-def _start_run(config: TrainConfig, run_config: TrainConfig, settings, device: torch.device, resume: bool) -> _Run:
-    """A run's learner and random stream, from its seed or (``resume``) from its out dir's checkpoint."""
+def _start_run(
+    config: TrainConfig, run_config: TrainConfig, settings, device: torch.device, resume: bool, data
+) -> _Run:
+    """A run's learner, random stream and minibatches, from its seed or (``resume``) from its out dir's checkpoint.
+
+    ``data``: dataset seed -> ``(OfflineDataset, DeviceDataset)``. The original minibatch cycle is a function of
+    the seed and the update count, so a resumed run needs nothing from the checkpoint to continue it.
+    """
     spec = task_spec(config.task)
     torch.manual_seed(run_config.seed)
     learner = METHODS[config.algo].learner(settings, spec.n_agents, spec.obs_dim, spec.act_dims, spec.state_dim, device)
-    run = _Run(run_config, learner, torch.Generator(device=device).manual_seed(run_config.seed))
+    dataset, device_data = data[dataset_seed_of(run_config)]
+    stream = minibatch_stream(config.minibatches, device_data, learner, config.task, run_config.seed, device)
+    run = _Run(run_config, learner, torch.Generator(device=device).manual_seed(run_config.seed), dataset, stream)
     if resume:
         required = ("learner", "generator", "log", "wall_time_s")
         path = run.out_dir / "checkpoint.pt"
@@ -530,7 +570,7 @@ def _train_in(
     settings,
     total_updates: int,
     device: torch.device,
-    dataset: datasets.OfflineDataset,
+    loaded: dict[int, datasets.OfflineDataset],
     opponent,
 ) -> list[dict]:
     """The runs of :func:`train` in their prepared, locked out dirs: load or start them, train, summarize.
@@ -538,12 +578,12 @@ def _train_in(
     A run whose loss becomes non-finite stops alone: the others restart from their last checkpoint
     without it, finish, and then the error names every stopped run.
     """
-    data = DeviceDataset(dataset, device)
-    runs = [_start_run(config, run_config, settings, device, config.resume) for run_config in configs]
+    data = {seed: (dataset, DeviceDataset(dataset, device)) for seed, dataset in loaded.items()}
+    runs = [_start_run(config, run_config, settings, device, config.resume, data) for run_config in configs]
     failures = []
     while runs:
         try:
-            _train_runs(config, runs, total_updates, data, opponent, dataset, device)
+            _train_runs(config, runs, total_updates, opponent, device)
             break
         except _NonFiniteRuns as error:
             failures += error.messages
@@ -552,24 +592,26 @@ def _train_in(
                     run.writer.close()
             healthy = [run.config for run in runs if run not in error.runs]
             runs = [
-                _start_run(config, run_config, settings, device, (out_dir_of(run_config) / "checkpoint.pt").is_file())
+                _start_run(
+                    config, run_config, settings, device, (out_dir_of(run_config) / "checkpoint.pt").is_file(), data
+                )
                 for run_config in healthy
             ]
     for run in runs:
         if run.writer is not None:
             run.writer.close()
-    results = [_finish(run, settings, dataset, device, config.seeds) for run in runs]
+    results = [_finish(run, settings, device, config.seeds) for run in runs]
     if failures:
         raise FloatingPointError("; ".join(failures))
     return results
 
 
-def _train_runs(config: TrainConfig, runs: list[_Run], total_updates: int, data, opponent, dataset, device) -> None:
+def _train_runs(config: TrainConfig, runs: list[_Run], total_updates: int, opponent, device) -> None:
     """Train ``runs`` to ``total_updates``: a run behind the others catches up alone, then the program."""
     latest = min(max(run.learner.updates for run in runs), total_updates)
     for run in runs:  # a run whose checkpoint is behind the others' (a kill between their writes) first
         if run.learner.updates < latest:
-            _train_loop(config, [run], _SingleProgram([run]), latest, data, opponent, dataset, device)
+            _train_loop(config, [run], _SingleProgram([run]), latest, opponent, device)
     active = [run for run in runs if run.learner.updates < total_updates]
     if not active:
         return
@@ -579,28 +621,26 @@ def _train_runs(config: TrainConfig, runs: list[_Run], total_updates: int, data,
         # functions (one per settings: guards on their constants) past dynamo's limit, then run them eager
         torch.compiler.reset()
         program.compile("reduce-overhead" if device.type == "cuda" else None)
-    _train_loop(config, active, program, total_updates, data, opponent, dataset, device)
+    _train_loop(config, active, program, total_updates, opponent, device)
     program.write_back()
 
 
-def _train_loop(config, runs: list[_Run], program, until: int, data, opponent, dataset, device) -> None:
+def _train_loop(config, runs: list[_Run], program, until: int, opponent, device) -> None:
     """Update every run of ``program`` to ``until`` updates, logging, evaluating and checkpointing each run.
 
     Raises :class:`_NonFiniteRuns` (after writing their ``nan_checkpoint.pt``) at the first log row where a
     run's loss has been non-finite.
     """
-    reference = dataset.metadata["reference_returns"]
     header = columns(runs[0].learner)
     metric_log = MetricLog()
     first_nonfinite = torch.full((len(runs),), -1, dtype=torch.long, device=device)
     counter = torch.full((), program.updates, dtype=torch.long, device=device)
-    batch_rows = runs[0].learner.batch_rows
     start = time.perf_counter()
     seeds = [run.config.seed for run in runs]
     name = f"{config.algo} {config.task}-{config.dataset}" + (f" seeds {seeds}" if config.seeds else "")
     bar = tqdm(total=until, initial=program.updates, disable=not config.progress, desc=name)
     while program.updates < until:
-        batches = [data.sample(batch_rows, run.generator) for run in runs]
+        batches = [run.minibatches.batch(program.updates, run.generator) for run in runs]
         metrics = program.update(batches, [run.generator for run in runs])  # [R, ...] each
         counter += 1
         finite = torch.isfinite(metrics["critic_loss"])
@@ -640,7 +680,7 @@ def _train_loop(config, runs: list[_Run], program, until: int, data, opponent, d
         for r, (run, metric_row) in enumerate(zip(runs, metric_log.rows(), strict=True)):
             row = {"update": program.updates, "wall_time_s": run.wall_before + elapsed} | metric_row
             if evaluate:
-                report = evaluation_report(returns[r], reference)
+                report = evaluation_report(returns[r], run.dataset.metadata["reference_returns"])
                 row |= {
                     "return_mean": report["return_mean"],
                     "return_std": report["return_std"],
@@ -664,9 +704,9 @@ def _train_loop(config, runs: list[_Run], program, until: int, data, opponent, d
         run.wall_before += time.perf_counter() - start
 
 
-def _finish(run: _Run, settings, dataset: datasets.OfflineDataset, device: torch.device, seeds) -> dict:
+def _finish(run: _Run, settings, device: torch.device, seeds) -> dict:
     """Write the run's ``actor.pt`` and ``summary.json``; returns ``{"summary", "learner", "log"}``."""
-    config, learner, log = run.config, run.learner, run.log
+    config, learner, log, dataset = run.config, run.learner, run.log, run.dataset
     save_atomically(learner.actors.state_dict(), run.out_dir / "actor.pt")
     scores = [row["normalized_score"] for row in log if "normalized_score" in row]
     wall_time = run.wall_before  # every segment of a resumed run, evaluations included
@@ -683,8 +723,10 @@ def _finish(run: _Run, settings, dataset: datasets.OfflineDataset, device: torch
         "eval_episodes": config.eval_episodes,
         "config": asdict(config),
         "settings": asdict(settings),
-        "dataset_file": str(datasets.dataset_path(config.data_dir, config.task, config.dataset, config.dataset_seed)),
+        "dataset_file": str(dataset_file(config)),
+        "dataset_seed": dataset_seed_of(config),
         "dataset_size": dataset.n_transitions,
+        "minibatches": run.minibatches.description,
         "reference_returns": dataset.metadata["reference_returns"],
         "device": str(device),
         "versions": versions(),

@@ -31,8 +31,12 @@ class DeviceDataset:
         }
 
     def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        rows = torch.randint(self.size, (batch_size,), generator=generator, device=generator.device)
-        return {name: tensor.index_select(0, rows) for name, tensor in self.tensors.items()}
+        """``batch_size`` rows drawn uniformly, with replacement (the ``fresh`` minibatches)."""
+        return self.rows(torch.randint(self.size, (batch_size,), generator=generator, device=generator.device))
+
+    def rows(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The rows ``indices`` (int64 on the device) of every field."""
+        return {name: tensor.index_select(0, indices) for name, tensor in self.tensors.items()}
 
 
 def action_mask(act_dims, act_dim: int, device=None) -> torch.Tensor:

@@ -29,7 +29,7 @@ def tiny_sweep_config(tmp_path, **fields) -> SweepConfig:
     """A sweep over the tiny CN random dataset (written to tmp_path/data) into tmp_path/runs."""
     data = tmp_path / "data"
     write_tiny_dataset(data)
-    settings = {"updates": 50, "eval_every": 25, "eval_episodes": 2, "device": "cpu"}
+    settings = {"updates": 50, "eval_every": 25, "eval_episodes": 2, "device": "cpu", "dataset_seed": 0}
     return SweepConfig(data_dir=str(data), out_dir=str(tmp_path / "runs"), **(settings | fields))
 
 
@@ -390,3 +390,26 @@ def test_a_run_finished_by_another_sweep_meanwhile_is_not_trained_again(tmp_path
     summaries = train_run(batched)
     assert summaries[0] == summary and summaries[1]["seed"] == 1 and summaries[1]["batched_seeds"] == [1]
     assert {path.name: path.read_bytes() for path in Path(single.out_dir).iterdir() if path.is_file()} == files
+
+
+def test_runs_train_on_their_own_dataset_seed_and_the_stream_passes_through(tmp_path):
+    """Without --dataset-seed run s reads dataset seed s; --minibatches reaches every run (its summary)."""
+    config = tiny_sweep_config(
+        tmp_path, algos=("cfcql",), datasets=("random",), seeds=(0, 1), dataset_seed=None, minibatches="original"
+    )
+    write_tiny_dataset(tmp_path / "data", seed=1)
+    assert [(run.dataset_seed, run.minibatches) for run in run_configs(config)] == [(None, "original")] * 2
+    _, failures = sweep(config, **TINY)
+    assert not failures
+    for seed in (0, 1):
+        summary = json.loads((tmp_path / "runs" / f"cn-random-cfcql-seed{seed}" / "summary.json").read_text())
+        assert summary["dataset_seed"] == seed and summary["dataset_file"].endswith(f"cn_random_seed{seed}.npz")
+        assert summary["minibatches"]["stream"] == "original"
+
+
+def test_a_bad_stream_is_refused_before_the_grid_starts(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--data-dir", str(tmp_path), "--out-dir", str(tmp_path / "runs"), "--minibatches", "shuffled"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "error: --minibatches: must be one of fresh, original, got 'shuffled'\n"
+    assert not (tmp_path / "runs").exists()

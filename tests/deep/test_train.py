@@ -323,7 +323,8 @@ def test_default_out_dir_and_updates_follow_the_table():
 
 def cli_args(data_dir: Path, out_dir: Path, *extra: str, updates: int = 100) -> list[str]:
     """deep/train.py's arguments of a tiny CPU run (tiny_train_config's) evaluated every 50 updates."""
-    values = {"data-dir": data_dir, "out-dir": out_dir, "seed": 1, "updates": updates, "eval-every": 50}
+    values = {"data-dir": data_dir, "out-dir": out_dir, "seed": 1, "dataset-seed": 0, "updates": updates}
+    values["eval-every"] = 50
     values |= {"eval-episodes": 2, "log-every": 50, "n-critics": 4, "hidden": 16, "batch-size": 32, "device": "cpu"}
     args = [part for key, value in values.items() for part in (f"--{key}", str(value))]
     return [*args, "--no-progress", "--no-tensorboard", *extra]

@@ -247,3 +247,26 @@ def _row_shapes() -> dict[str, tuple[int, ...]]:
         "state": (spec.state_dim,),
         "next_state": (spec.state_dim,),
     }
+
+
+def test_original_stream_and_per_seed_datasets_as_one_program_match_separate_runs(tmp_path):
+    """--minibatches original with each run on its own dataset (dataset seed = run seed): every run of the
+    batched program replays its own cycle over its own dataset, as a separate run does (float32 rounding)."""
+    data_dir = tmp_path / "data"
+    for seed in (0, *SEEDS):
+        write_tiny_dataset(data_dir, seed=seed)
+    stream = dict(algo="cfcql", minibatches="original", dataset_seed=None)
+    parent = tmp_path / "batched"
+    train(batched_config(data_dir, parent, **stream))
+    for seed in SEEDS:
+        separate = train(tiny_train_config(data_dir, tmp_path / f"separate{seed}", seed=seed, **stream, **_schedule()))
+        summary = json.loads((run_dir(parent, seed, "cfcql") / "summary.json").read_text())
+        assert summary["dataset_seed"] == seed and summary["dataset_file"].endswith(f"cn_random_seed{seed}.npz")
+        assert summary["minibatches"] == separate["summary"]["minibatches"]
+        ours, theirs = without_time(rows(run_dir(parent, seed, "cfcql"))), without_time(separate["log"])
+        for our_row, their_row in zip(ours, theirs, strict=True):
+            for key, value in their_row.items():
+                np.testing.assert_allclose(our_row[key], value, rtol=1e-3, atol=1e-4, err_msg=f"{seed} {key}")
+    shared = train(batched_config(data_dir, tmp_path / "shared", algo="cfcql", minibatches="original"))
+    assert [run["summary"]["dataset_seed"] for run in shared["runs"]] == [0, 0]  # --dataset-seed 0 explicitly
+    assert without_time(shared["runs"][0]["log"]) != without_time(rows(run_dir(parent, SEEDS[0], "cfcql")))
