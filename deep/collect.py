@@ -3,12 +3,20 @@
     python deep/collect.py --task cn --quality expert --size 100000 --seed 0 --data-dir data
     python deep/collect.py                      # every task and quality of the small profile
 
-Qualities (OMAR's recipe, see :mod:`deep.generation.behavior`):
-* random / medium / expert: the shipped behavior actors ``random.pt`` (MATD3's actor as initialized),
-  ``medium.pt``, ``expert.pt`` (deep/behavior/<task>/) with Gaussian exploration noise
-  ``N(0, exploration_noise^2)``, clipped to [-1, 1];
-* medium-replay: every transition the seeded behavior training stored until the medium step, by
-  re-running that training (deterministic on the CPU); its size is what the buffer holds.
+Qualities (OMAR's recipe, see :mod:`deep.generation.behavior`), dataset seed ``--seed k`` (the original
+benchmark ships five datasets per task and quality, ``seed_0_data`` ... ``seed_4_data``; its collection code
+is not public):
+* random: MATD3's actor as initialized by the behavior run's config with seed ``k``, with Gaussian
+  exploration noise ``N(0, exploration_noise^2)``, clipped to [-1, 1]: a different random initialization per
+  dataset seed (the natural reading of "a randomly initialized policy"); for the behavior run's own seed that
+  is the shipped ``random.pt``, which is loaded (its hash recorded);
+* medium / expert: the shipped ``medium.pt``, ``expert.pt`` (deep/behavior/<task>/) with that noise, for
+  every dataset seed; the seed changes the rollouts (environment resets, noise) only;
+* medium-replay: every transition the behavior training stored until the medium step, by re-running that
+  training (deterministic on the CPU) with seed ``k`` and the recorded config and medium step: for the
+  behavior run's own seed, the very buffer of the run that produced ``medium.pt``; for the others, another
+  run of the same recipe stopped at the same step (its actor there is not checked to be medium). Its size is
+  what the buffer holds, the same for every seed.
 
 Sizes: ``--profile full`` is the original benchmark's 1M transitions per dataset (OMAR's random,
 medium and expert; its medium-replay is a buffer of its own size), ``small`` (100k) is for quick
@@ -31,6 +39,7 @@ that is stale or unreadable, a data directory that is a file, ...) ends the comm
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.metadata
 import io
 import json
@@ -40,7 +49,7 @@ import sys
 import tempfile
 import zipfile
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -49,8 +58,8 @@ from tqdm import tqdm
 
 from deep.algorithms.evaluation import deterministic_policy, load_actor, noisy_policy
 from deep.envs.tasks import TASKS, TeamEnv, task_spec
-from deep.generation.behavior import medium_replay_config, read_behavior
-from deep.generation.matd3 import train
+from deep.generation.behavior import initial_actor, medium_replay_config, read_behavior
+from deep.generation.matd3 import MATD3Config, train
 from deep.generation.opponents import BEHAVIOR_DIR, OPPONENT_FILE, load_opponent
 from deep.settings import PROFILE_SIZES, validate_collect_config
 from deep.storage.datasets import QUALITIES, OfflineDataset, dataset_path, save
@@ -74,7 +83,8 @@ class CollectConfig:
     profile: str = "small"
     """small (100k transitions) or full (1M, the original benchmark's size)."""
     seed: int = 0
-    """Seed of the rollouts (environment resets and exploration noise)."""
+    """Dataset seed: of the rollouts (environment resets and exploration noise), of random's actor initialization
+    and of medium-replay's behavior training (see the qualities above)."""
     data_dir: str = "data"
     """Where the datasets are cached."""
     behavior_dir: str = str(BEHAVIOR_DIR)
@@ -202,6 +212,29 @@ def _behavior_record(task: str, behavior_dir) -> dict:
     return record
 
 
+def actors_sha256(actors) -> str:
+    """SHA-256 of the actors' parameters and buffers (names, shapes and bytes, in state_dict order)."""
+    digest = hashlib.sha256()
+    for name, tensor in actors.state_dict().items():
+        values = tensor.detach().cpu().contiguous().numpy()
+        digest.update(f"{name}:{values.dtype}:{values.shape};".encode())
+        digest.update(values.tobytes())
+    return digest.hexdigest()
+
+
+def behavior_description(quality: str, seed: int, behavior_run: MATD3Config, record: dict) -> dict:
+    """What produced a dataset of ``quality`` and dataset seed ``seed`` (its metadata's ``behavior``)."""
+    if quality == "medium-replay":
+        policy = (
+            f"MATD3 behavior training (the config of behavior.json, seed {seed}) up to step {record['medium']['steps']}"
+        )
+    elif quality == "random" and seed != behavior_run.seed:
+        policy = f"MATD3's actor as initialized with seed {seed} (the config of behavior.json)"
+    else:
+        policy = f"{quality}.pt"
+    return {"dataset_seed": seed, "behavior_run_seed": behavior_run.seed, "policy": policy}
+
+
 def _unreadable_checkpoint(path, error: Exception) -> ValueError:
     first_line = (str(error).splitlines() or [""])[0]
     return ValueError(
@@ -228,10 +261,18 @@ def build_dataset(config: CollectConfig, task: str, quality: str) -> Path:
     except (RuntimeError, EOFError, KeyError, pickle.UnpicklingError) as error:
         raise _unreadable_checkpoint(Path(config.behavior_dir) / task / OPPONENT_FILE, error) from error
     behavior = _behavior_record(task, config.behavior_dir)
-    checkpoint = Path(config.behavior_dir) / task / f"{quality}.pt" if quality != "medium-replay" else None
+    behavior_run = MATD3Config(**behavior["matd3_config"])
+    # random's actor of another seed is initialized here, not read from a file (see the module docstring)
+    initialized = quality == "random" and config.seed != behavior_run.seed
+    shipped = quality != "medium-replay" and not initialized
+    checkpoint = Path(config.behavior_dir) / task / f"{quality}.pt" if shipped else None
+    if initialized:
+        initial_actors = initial_actor(replace(behavior_run, seed=config.seed))
     built_from = {
         "generator version": GENERATOR_VERSION,
-        "behavior checkpoint": file_sha256(checkpoint) if checkpoint and checkpoint.is_file() else None,
+        "behavior checkpoint": actors_sha256(initial_actors)
+        if initialized
+        else (file_sha256(checkpoint) if checkpoint and checkpoint.is_file() else None),
         "opponent": None
         if opponent is None
         else {"checkpoint": OPPONENT_FILE, "sha256": file_sha256(Path(config.behavior_dir) / task / OPPONENT_FILE)},
@@ -241,22 +282,22 @@ def build_dataset(config: CollectConfig, task: str, quality: str) -> Path:
         print(f"{path}: exists, kept (pass --overwrite to rebuild)")
         return path
     if quality != "medium-replay":
-        try:
-            actor = deterministic_policy(load_actor(checkpoint, task, behavior["matd3_config"]["hidden"]))
-        except (RuntimeError, EOFError, KeyError, pickle.UnpicklingError) as error:
-            raise _unreadable_checkpoint(checkpoint, error) from error
-        policy = noisy_policy(actor, config.exploration_noise, (spec.n_agents, spec.act_dim), config.seed)
+        if initialized:
+            actors = initial_actors
+        else:
+            try:
+                actors = load_actor(checkpoint, task, behavior_run.hidden)
+            except (RuntimeError, EOFError, KeyError, pickle.UnpicklingError) as error:
+                raise _unreadable_checkpoint(checkpoint, error) from error
+        policy = noisy_policy(
+            deterministic_policy(actors), config.exploration_noise, (spec.n_agents, spec.act_dim), config.seed
+        )
         arrays = rollout(task, policy, size, config.seed, config.n_envs, config.progress, opponent)
     else:
-        run = behavior["matd3_config"]
-        if config.seed != run["seed"]:
-            raise ValueError(
-                f"seed: medium-replay is the buffer of the behavior training run (seed {run['seed']}); "
-                f"pass --seed {run['seed']}"
-            )
         with tempfile.TemporaryDirectory() as work:
-            result = train(medium_replay_config(behavior, work, config.behavior_dir), progress=config.progress)
-        arrays = replay_buffer_arrays(result["buffer"], task, run["n_envs"])
+            run = medium_replay_config(behavior, work, config.behavior_dir, seed=config.seed)
+            result = train(run, progress=config.progress)
+        arrays = replay_buffer_arrays(result["buffer"], task, behavior_run.n_envs)
     dtypes = {"episode_ids": np.int64, "terminals": bool, "truncations": bool}
     arrays = {key: value.astype(dtypes.get(key, np.float32)) for key, value in arrays.items()}
     metadata = {
@@ -272,6 +313,7 @@ def build_dataset(config: CollectConfig, task: str, quality: str) -> Path:
         },
         "env_versions": {name: importlib.metadata.version(name) for name in ENV_PACKAGES},
         "behavior_checkpoint_sha256": built_from["behavior checkpoint"],
+        "behavior": behavior_description(quality, config.seed, behavior_run, behavior),
         "reference_returns": {k: behavior["reference_returns"][k] for k in ("random", "expert")},
         "opponent": built_from["opponent"],
     }

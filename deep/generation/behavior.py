@@ -193,13 +193,17 @@ def read_behavior(task: str, behavior_dir=BEHAVIOR_DIR) -> dict:
     return json.loads(path.read_text())
 
 
-def medium_replay_config(record: dict, out_dir, behavior_dir=BEHAVIOR_DIR) -> MATD3Config:
+def medium_replay_config(record: dict, out_dir, behavior_dir=BEHAVIOR_DIR, seed: int | None = None) -> MATD3Config:
     """The seeded training of ``record`` stopped at the medium step (its buffer is the medium-replay data).
 
+    ``seed``: the training's seed; default the record's (the run that produced ``medium.pt``), another seed a
+    run of the same recipe (deep/collect.py's medium-replay datasets of other dataset seeds).
     For pp and world the run plays the shipped opponent, which must be the one the record was trained with.
     """
+    run = MATD3Config(**record["matd3_config"])
     run = replace(
-        MATD3Config(**record["matd3_config"]),
+        run,
+        seed=run.seed if seed is None else seed,
         total_steps=record["medium"]["steps"],
         out_dir=str(out_dir),
         opponent_actor=None,

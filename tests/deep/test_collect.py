@@ -97,10 +97,61 @@ def test_medium_replay_is_the_behavior_training_buffer_up_to_medium(tmp_path, be
         rows = np.flatnonzero(dataset.episode_ids == episode)
         np.testing.assert_array_equal(dataset.obs[rows[1:]], dataset.next_obs[rows[:-1]])
         np.testing.assert_array_equal(dataset.next_actions[rows[:-1]], dataset.actions[rows[1:]])
-    with pytest.raises(ValueError, match="seed: medium-replay is the buffer of the behavior training run"):
-        collect.build_dataset(
-            config(tmp_path / "other", behavior_dir, quality="medium-replay", seed=1), "cn", "medium-replay"
+    assert dataset.metadata["behavior"] == {
+        "dataset_seed": 0,
+        "behavior_run_seed": 0,
+        "policy": "MATD3 behavior training (the config of behavior.json, seed 0) up to step "
+        f"{record['medium']['steps']}",
+    }
+
+
+def test_medium_replay_of_another_seed_is_another_run_of_the_recipe_to_the_same_step(tmp_path, behavior_dir):
+    record = read_behavior("cn", behavior_dir)
+    first, other = (
+        load(
+            collect.build_dataset(
+                config(tmp_path / f"s{seed}", behavior_dir, quality="medium-replay", seed=seed), "cn", "medium-replay"
+            )
         )
+        for seed in (0, 1)
+    )
+    assert other.n_transitions == first.n_transitions == record["medium"]["steps"]
+    assert not np.array_equal(first.actions, other.actions) and not np.array_equal(first.obs, other.obs)
+    assert other.metadata["seed"] == 1 and other.metadata["behavior"]["dataset_seed"] == 1
+    assert "seed 1" in other.metadata["behavior"]["policy"]
+
+
+def test_random_of_another_seed_rolls_out_another_initialization(tmp_path, behavior_dir):
+    """Dataset seed 0 (the behavior run's) rolls out the shipped random.pt; seed k MATD3's actor initialized with
+    seed k: another network, not only other rollouts."""
+    from deep.generation.behavior import initial_actor
+    from deep.generation.matd3 import MATD3Config
+
+    record = read_behavior("cn", behavior_dir)
+    run = MATD3Config(**record["matd3_config"])
+    shipped = torch.load(behavior_dir / "cn" / "random.pt", weights_only=True)
+    for key, value in initial_actor(run).state_dict().items():  # the recipe of random.pt itself
+        assert torch.equal(shipped[key], value), key
+    datasets = {
+        seed: load(collect.build_dataset(config(tmp_path / f"s{seed}", behavior_dir, seed=seed), "cn", "random"))
+        for seed in (0, 1, 2)
+    }
+    assert datasets[0].metadata["behavior_checkpoint_sha256"] == record["random"]["sha256"]
+    assert datasets[0].metadata["behavior"]["policy"] == "random.pt"
+    assert (
+        datasets[1].metadata["behavior"]["policy"]
+        == "MATD3's actor as initialized with seed 1 (the config of behavior.json)"
+    )
+    hashes = {seed: dataset.metadata["behavior_checkpoint_sha256"] for seed, dataset in datasets.items()}
+    assert len(set(hashes.values())) == 3
+    assert hashes[1] == collect.actors_sha256(initial_actor(replace(run, seed=1)))
+    # the same observations through seed 0's and seed 1's actors: other actions (the networks differ)
+    obs = torch.as_tensor(datasets[0].obs[:50])
+    with torch.no_grad():
+        actions = [initial_actor(replace(run, seed=seed)).eval()(obs) for seed in (0, 1)]
+    assert not torch.allclose(actions[0], actions[1], atol=1e-3)
+    rebuilt = load(collect.build_dataset(config(tmp_path / "again", behavior_dir, seed=1), "cn", "random"))
+    np.testing.assert_array_equal(rebuilt.actions, datasets[1].actions)  # same seed, same dataset
 
 
 def test_missing_behavior_and_bad_names_are_explained(tmp_path, behavior_dir):
