@@ -55,7 +55,7 @@ ACTION_TOLERANCE = 1e-4
 IMPORTER_VERSION = 2
 """Version of :func:`import_omar`'s conversion, recorded as ``metadata["generator"]["version"]``."""
 
-VAULT_IMPORTER_VERSION = 2
+VAULT_IMPORTER_VERSION = 3
 """Version of :func:`import_og_marl_vault`'s conversion, recorded as ``metadata["generator"]["version"]``."""
 
 VAULT_FORMAT_VERSION = 1
@@ -708,11 +708,16 @@ def import_og_marl_vault(
     - team reward = mean over the team agents of their rewards (as :func:`import_omar`);
     - episodes end at a row where a team agent is terminal or truncated, and every
       ``episode_length`` (25 MPE, 1000 HalfCheetah) rows after the previous end. An episode that
-      reaches ``episode_length`` rows ends there. Every episode end is a terminal: the vault keeps no
-      next observation, so a learner must not bootstrap there (the original learners mask OMAR's
-      time-limit ends the same way, by ``1 - done``); no row is a truncation;
-    - ``next_obs``, ``next_state`` and ``next_actions`` = the next row's within the episode. The
-      last row of an episode has no next row and gets copies of its own, never used (terminal);
+      reaches ``episode_length`` rows ends there. Every episode end is a truncation, none a terminal:
+      the four tasks end episodes only at their time limit, and the original learners bootstrap
+      through it (OMAR's MPE files store ``dones = 0`` everywhere, and their ``1 - done`` masks
+      nothing); the vault's flags only mark where episodes end;
+    - ``next_obs``, ``next_state`` and ``next_actions`` = the next row's within the episode. At an
+      episode's last row, where the learners bootstrap, the vault keeps no next observation:
+      ``next_obs`` and ``next_state`` are copies of the row's own (one step early: the difference from
+      the original files, which store the true next observation), and ``next_actions`` is the next
+      vault row's, the next episode's first joint action, as the original learners take ``a'`` from the
+      next buffer row (the vault's last row: a copy of its own);
     - state: MPE, the concatenation of the team's true-size observations (``state_dim`` of the
       task); HalfCheetah, the vault's ``infos.state``;
     - reference returns are the public dataset-card returns of :data:`OMAR_REFERENCE_RETURNS`
@@ -807,9 +812,9 @@ def import_og_marl_vault(
     step = (rows - segment_start) % spec.episode_length
     episode_ids = np.cumsum(step == 0) - 1
     episode_end = np.r_[episode_ids[1:] != episode_ids[:-1], True]
-    # the vault keeps no next observation: nothing to bootstrap from at an episode's last row
-    terminals = episode_end
+    # at an episode's last row the vault holds no next observation: the row's own stands in for it
     following = np.where(episode_end, rows, rows + 1)
+    next_row = np.minimum(rows + 1, n_transitions - 1)  # a' of the original buffers: the next row's action
 
     metadata = {
         "task": task,
@@ -838,16 +843,17 @@ def import_og_marl_vault(
         "reference_returns": {**OMAR_REFERENCE_RETURNS[task], "how": _OMAR_REFERENCE_HOW},
         "reward_source": f"mean over the {n_team} team agents (the first of the vault's {n_agents}) of rewards",
         "terminals_source": (
-            "every episode end: the vault keeps no next observation to bootstrap from (the original learners "
-            "also mask the time-limit ends of OMAR's data by 1 - done)"
+            "none: every episode end is a truncation (time limit), bootstrapped as by the original learners "
+            "(OMAR's MPE files store dones = 0)"
         ),
         "state_source": state_source,
         "next_actions_source": (
-            "next vault row within the same episode; the last row of an episode holds a copy of its own actions"
+            "next vault row (at an episode's last row the next episode's first action, the original buffers' a'); "
+            "the vault's last row holds a copy of its own actions"
         ),
         "next_obs_source": (
             "next vault row within the same episode (the vault stores no next observation); the last row of "
-            "an episode holds a copy of its own observations and state"
+            "an episode holds a copy of its own observations and state, one step early"
         ),
     }
     try:
@@ -856,9 +862,9 @@ def import_og_marl_vault(
             actions=team_actions,
             rewards=rewards[:, :n_team].mean(axis=1, dtype=np.float64).astype(np.float32),
             next_obs=team_obs[following],
-            next_actions=team_actions[following],
-            terminals=terminals,
-            truncations=episode_end & ~terminals,
+            next_actions=team_actions[next_row],
+            terminals=np.zeros(n_transitions, dtype=bool),
+            truncations=episode_end,
             state=state.astype(np.float32),
             next_state=state[following].astype(np.float32),
             episode_ids=episode_ids.astype(np.int64),

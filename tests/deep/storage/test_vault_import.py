@@ -121,11 +121,12 @@ def test_cn_round_trip(tmp_path):
     np.testing.assert_array_equal(dataset.actions, actions)
     np.testing.assert_allclose(dataset.rewards, experience["rewards"][0].mean(axis=1), rtol=1e-6)
     np.testing.assert_array_equal(dataset.episode_ids, np.arange(75) // 25)
-    # every episode ends at its last row, with no next observation in the vault: a terminal
-    assert not dataset.truncations.any()
-    np.testing.assert_array_equal(np.flatnonzero(dataset.terminals), [24, 49, 74])
-    following = [t if t in (24, 49, 74) else t + 1 for t in range(75)]
-    np.testing.assert_array_equal(dataset.next_actions, actions[following])
+    # every episode ends at its time limit, flagged terminal in the vault: a truncation, bootstrapped as the
+    # original learners do (OMAR's files store dones = 0)
+    assert not dataset.terminals.any()
+    np.testing.assert_array_equal(np.flatnonzero(dataset.truncations), [24, 49, 74])
+    following = [t if t in (24, 49, 74) else t + 1 for t in range(75)]  # no next observation: the row's own
+    np.testing.assert_array_equal(dataset.next_actions, actions[[*range(1, 75), 74]])  # a': the next row's
     np.testing.assert_array_equal(dataset.next_obs, obs[following])
     np.testing.assert_array_equal(dataset.state, obs.reshape(75, -1))
     np.testing.assert_array_equal(dataset.next_state, obs[following].reshape(75, -1))
@@ -159,8 +160,8 @@ def test_opponent_is_dropped_and_its_padding_stripped(tmp_path, task):
     np.testing.assert_array_equal(dataset.state, obs[:, : spec.n_agents].reshape(46, -1))
     assert dataset.state.shape[1] == spec.state_dim
     np.testing.assert_array_equal(np.flatnonzero(np.diff(dataset.episode_ids)), [24, 34, 41])
-    np.testing.assert_array_equal(np.flatnonzero(dataset.terminals), [24, 34, 41, 45])
-    assert not dataset.truncations.any()
+    np.testing.assert_array_equal(np.flatnonzero(dataset.truncations), [24, 34, 41, 45])
+    assert not dataset.terminals.any()
     assert dataset.metadata["seed"] == 3 and dataset.metadata["generator"]["config"]["n_vault_agents"] == 4
 
 
@@ -168,8 +169,8 @@ def test_unflagged_rows_are_cut_at_the_time_limit(tmp_path):
     experience = make_experience("cn", [50], flags={49: None})
     write_vault(vault_of(tmp_path, "cn") / "Medium", experience)
     dataset = datasets.import_og_marl_vault(vault_of(tmp_path, "cn"), "cn", "medium", 0, tmp_path / "x.npz")
-    np.testing.assert_array_equal(np.flatnonzero(dataset.terminals), [24, 49])
-    assert dataset.n_episodes == 2 and not dataset.truncations.any()
+    np.testing.assert_array_equal(np.flatnonzero(dataset.truncations), [24, 49])
+    assert dataset.n_episodes == 2 and not dataset.terminals.any()
 
 
 @pytest.mark.parametrize("state_key", ["state", "states"])
@@ -182,7 +183,9 @@ def test_halfcheetah_uses_the_vault_state(tmp_path, state_key):
     state = experience["infos"][state_key][0]
     np.testing.assert_array_equal(dataset.state, state)
     np.testing.assert_array_equal(dataset.next_state[:999], state[1:1000])
-    np.testing.assert_array_equal(np.flatnonzero(dataset.terminals), [999, 1019])
+    np.testing.assert_array_equal(dataset.next_state[999], state[999])  # no next state stored: its own
+    np.testing.assert_array_equal(np.flatnonzero(dataset.truncations), [999, 1019])
+    assert not dataset.terminals.any()
     assert dataset.metadata["reference_returns"]["expert"] == 3338.7
     assert f"infos.{state_key}" in dataset.metadata["state_source"]
 
@@ -401,5 +404,6 @@ def test_vault_written_by_flashbax(tmp_path):
     np.testing.assert_array_equal(dataset.obs, experience["observations"][0, :, : spec.n_agents, : spec.obs_dim])
     np.testing.assert_array_equal(dataset.actions, experience["actions"][0, :, : spec.n_agents, : spec.act_dim])
     np.testing.assert_allclose(dataset.rewards, experience["rewards"][0, :, : spec.n_agents].mean(axis=1), rtol=1e-6)
-    np.testing.assert_array_equal(np.flatnonzero(dataset.terminals), [24, 49])
+    np.testing.assert_array_equal(np.flatnonzero(dataset.truncations), [24, 49])
+    assert not dataset.terminals.any()
     np.testing.assert_array_equal(dataset.next_actions[:24], dataset.actions[1:25])
