@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deep.storage import datasets
+from deep.storage import datasets, omar_files
 from deep.storage.datasets import OfflineDataset
 
 
@@ -289,7 +289,7 @@ def test_import_omar_mpe_cooperative_navigation(tmp_path):
     folder = tmp_path / "omar" / "simple_spread" / "medium-replay" / "seed_2_data"
     write_omar(folder, [25] * 4, obs_dims=(18, 18, 18), act_dim=2)
     out = tmp_path / "cn_medium-replay_seed2.npz"
-    dataset = datasets.import_omar(tmp_path / "omar", "cn", "medium-replay", 2, out)
+    dataset = omar_files.import_omar(tmp_path / "omar", "cn", "medium-replay", 2, out)
     assert_same(datasets.load(out), dataset)
 
     def load(name):
@@ -315,7 +315,7 @@ def test_import_omar_next_actions_follow_episode_order(tmp_path):
     # a done at step 10 of episode 1 splits it: episodes [0, 25), [25, 36), [36, 61), [61, 75)
     folder = tmp_path / "simple_tag" / "expert" / "seed_0_data"
     write_omar(folder, [25, 50], obs_dims=(16, 16, 16, 14), act_dim=2, dones_at=[35])
-    dataset = datasets.import_omar(tmp_path, "pp", "expert", 0, tmp_path / "pp.npz")
+    dataset = omar_files.import_omar(tmp_path, "pp", "expert", 0, tmp_path / "pp.npz")
     ends = [24, 35, 60, 74]
     np.testing.assert_array_equal(np.flatnonzero(np.diff(dataset.episode_ids)), ends[:-1])
     np.testing.assert_array_equal(np.flatnonzero(dataset.terminals), [35])
@@ -333,7 +333,7 @@ def test_import_omar_world_team_is_the_three_adversaries():
     """simple_world: 3 adversaries (24) and the good agent (22); the team and its state are the adversaries'."""
     folder = Path(tempfile.mkdtemp()) / "simple_world" / "medium" / "seed_0_data"
     write_omar(folder, [25, 25], obs_dims=(24, 24, 24, 22), act_dim=2)
-    dataset = datasets.import_omar(folder.parents[2], "world", "medium", 0, folder.parents[2] / "w.npz")
+    dataset = omar_files.import_omar(folder.parents[2], "world", "medium", 0, folder.parents[2] / "w.npz")
     assert dataset.obs.shape == (50, 3, 24) and dataset.state.shape == (50, 72)
     np.testing.assert_array_equal(dataset.state[:, 48:], np.load(folder / "obs_2.npy").astype(np.float32))
 
@@ -346,17 +346,17 @@ def test_import_omar_refuses_observations_of_another_task(tmp_path):
     with pytest.raises(
         ValueError, match=r"obs_0.npy: 6 features per row, but agent 0 of task 'halfcheetah' observes 12"
     ):
-        datasets.import_omar(tmp_path, "halfcheetah", "random", 0, tmp_path / "hc.npz")
+        omar_files.import_omar(tmp_path, "halfcheetah", "random", 0, tmp_path / "hc.npz")
     write_omar(tmp_path / "simple_spread" / "random" / "seed_0_data", [25], obs_dims=(18, 18, 18), act_dim=3)
     with pytest.raises(ValueError, match=r"acs_0.npy: 3 action entries per row, but agent 0 of task 'cn' acts with 2"):
-        datasets.import_omar(tmp_path, "cn", "random", 0, tmp_path / "cn.npz")
+        omar_files.import_omar(tmp_path, "cn", "random", 0, tmp_path / "cn.npz")
     assert not (tmp_path / "hc.npz").exists() and not (tmp_path / "cn.npz").exists()
 
 
 def test_import_omar_halfcheetah_uses_states(tmp_path):
     folder = tmp_path / "HalfCheetah-v2" / "random" / "seed_1_data"
     write_omar(folder, [1000, 1000], obs_dims=(12, 12), act_dim=3, dones_at=[999, 1999], states_dim=17)
-    dataset = datasets.import_omar(tmp_path, "halfcheetah", "random", 1, tmp_path / "hc.npz")
+    dataset = omar_files.import_omar(tmp_path, "halfcheetah", "random", 1, tmp_path / "hc.npz")
     assert dataset.obs.shape == (2000, 2, 12) and dataset.state.shape == (2000, 17)
     np.testing.assert_array_equal(dataset.next_state, np.load(folder / "next_states_0.npy").astype(np.float32))
     np.testing.assert_array_equal(np.flatnonzero(dataset.terminals), [999, 1999])
@@ -366,22 +366,22 @@ def test_import_omar_halfcheetah_uses_states(tmp_path):
 
 def test_import_omar_errors(tmp_path):
     with pytest.raises(ValueError, match="task: unknown task 'spread'"):
-        datasets.import_omar(tmp_path, "spread", "expert", 0, tmp_path / "x.npz")
+        omar_files.import_omar(tmp_path, "spread", "expert", 0, tmp_path / "x.npz")
     with pytest.raises(ValueError, match=r"quality: unknown quality 'medium_replay'.*medium-replay"):
-        datasets.import_omar(tmp_path, "cn", "medium_replay", 0, tmp_path / "x.npz")
+        omar_files.import_omar(tmp_path, "cn", "medium_replay", 0, tmp_path / "x.npz")
     with pytest.raises(FileNotFoundError, match="simple_world/expert/seed_0_data"):
-        datasets.import_omar(tmp_path, "world", "expert", 0, tmp_path / "x.npz")
+        omar_files.import_omar(tmp_path, "world", "expert", 0, tmp_path / "x.npz")
     folder = tmp_path / "HalfCheetah-v2" / "expert" / "seed_0_data"
     write_omar(folder, [5], obs_dims=(12, 12), act_dim=3)
     with pytest.raises(FileNotFoundError, match=r"states_0\.npy"):
-        datasets.import_omar(tmp_path, "halfcheetah", "expert", 0, tmp_path / "x.npz")
+        omar_files.import_omar(tmp_path, "halfcheetah", "expert", 0, tmp_path / "x.npz")
     np.save(folder / "rews_1.npy", np.zeros(4))
     with pytest.raises(ValueError, match=r"rews_1.npy: expected 1-D rows of 5 transitions"):
-        datasets.import_omar(tmp_path, "halfcheetah", "expert", 0, tmp_path / "x.npz")
+        omar_files.import_omar(tmp_path, "halfcheetah", "expert", 0, tmp_path / "x.npz")
     assert not (tmp_path / "x.npz").exists()
     (tmp_path / "x.npz").touch()
     with pytest.raises(FileExistsError, match="overwrite=True"):
-        datasets.import_omar(tmp_path, "halfcheetah", "expert", 0, tmp_path / "x.npz")
+        omar_files.import_omar(tmp_path, "halfcheetah", "expert", 0, tmp_path / "x.npz")
 
 
 def test_summary_command(tmp_path, capsys):
@@ -427,7 +427,7 @@ def test_import_omar_refuses_out_of_range_actions(tmp_path):
     actions[7, 1], actions[3, 0] = 50.0, -20.0
     np.save(folder / "acs_1.npy", actions)
     with pytest.raises(ValueError, match=r"acs_1\.npy: actions must lie in \[-1, 1\].*worst value 50 at row 7"):
-        datasets.import_omar(tmp_path, "cn", "expert", 0, tmp_path / "x.npz")
+        omar_files.import_omar(tmp_path, "cn", "expert", 0, tmp_path / "x.npz")
     assert not (tmp_path / "x.npz").exists()
 
 
@@ -472,7 +472,7 @@ def test_import_omar_unreadable_file_is_named(tmp_path, monkeypatch, damage, mes
     damage(folder / name)
     monkeypatch.setattr("pickle.loads", lambda *a, **k: pytest.fail("unpickled"))
     with pytest.raises(ValueError, match=message) as error:
-        datasets.import_omar(tmp_path, "cn", "expert", 0, tmp_path / "x.npz")
+        omar_files.import_omar(tmp_path, "cn", "expert", 0, tmp_path / "x.npz")
     assert str(folder / name) in str(error.value)
 
 

@@ -1,4 +1,4 @@
-"""Importing OG-MARL's flashbax vaults of the OMAR datasets (deep.storage.datasets.import_og_marl_vault).
+"""Importing OG-MARL's flashbax vaults of the OMAR datasets (deep.storage.vault.import_og_marl_vault).
 
 The vaults here are written in flashbax 0.1.3's on-disk layout (``flashbax/vault/vault.py``) with
 tensorstore alone, as the reader needs only tensorstore: ``<vault>.vlt/<Uid>/metadata.json``
@@ -21,6 +21,7 @@ import tensorstore as ts  # the vault extra, part of dev: the reader is always t
 
 from deep.envs.tasks import task_spec
 from deep.storage import datasets
+from deep.storage.vault import OG_MARL_OMAR_VAULTS, VAULT_IMPORTER_VERSION, import_og_marl_vault
 
 TIME_AXIS_MAX_LENGTH = 10**13  # flashbax.vault.vault.TIME_AXIS_MAX_LENGTH
 
@@ -104,14 +105,14 @@ def make_experience(task: str, episode_lengths, flags=None) -> dict:
 
 def vault_of(tmp_path: Path, task: str) -> Path:
     """The task's ``.vlt`` folder under ``tmp_path``, at OG-MARL's download place."""
-    return tmp_path / "vaults" / datasets.OG_MARL_OMAR_VAULTS[task]
+    return tmp_path / "vaults" / OG_MARL_OMAR_VAULTS[task]
 
 
 def test_cn_round_trip(tmp_path):
     experience = make_experience("cn", [25, 25, 25])
     write_vault(vault_of(tmp_path, "cn") / "Random", experience)
     out = tmp_path / "cn_random_seed0.npz"
-    dataset = datasets.import_og_marl_vault(vault_of(tmp_path, "cn"), "cn", "random", 0, out)
+    dataset = import_og_marl_vault(vault_of(tmp_path, "cn"), "cn", "random", 0, out)
     loaded = datasets.load(out)
     for name in datasets.ARRAY_FIELDS:
         np.testing.assert_array_equal(getattr(loaded, name), getattr(dataset, name), err_msg=name)
@@ -135,8 +136,8 @@ def test_cn_round_trip(tmp_path):
     spec = task_spec("cn")
     assert meta["task"] == "cn" and meta["quality"] == "random" and meta["seed"] == 0
     assert meta["obs_dims"] == list(spec.obs_dims) and meta["act_dims"] == list(spec.act_dims)
-    assert meta["generator"]["name"] == "deep.storage.datasets.import_og_marl_vault"
-    assert meta["generator"]["version"] == datasets.VAULT_IMPORTER_VERSION
+    assert meta["generator"]["name"] == "deep.storage.vault.import_og_marl_vault"
+    assert meta["generator"]["version"] == VAULT_IMPORTER_VERSION
     assert meta["generator"]["config"]["source"] == str(vault_of(tmp_path, "cn") / "Random")
     assert meta["generator"]["config"]["vault_version"] == 1.2
     assert meta["reference_returns"]["random"] == 159.6 and meta["reference_returns"]["expert"] == 530.9
@@ -151,7 +152,7 @@ def test_opponent_is_dropped_and_its_padding_stripped(tmp_path, task):
     experience["terminals"][0, 34, [0, -1]] = False  # one team agent's flag ends the episode ...
     experience["terminals"][0, 5, -1] = True  # ... the opponent's does not
     write_vault(vault_of(tmp_path, task) / "Expert", experience)
-    dataset = datasets.import_og_marl_vault(vault_of(tmp_path, task), task, "expert", 3, tmp_path / "x.npz")
+    dataset = import_og_marl_vault(vault_of(tmp_path, task), task, "expert", 3, tmp_path / "x.npz")
 
     obs = experience["observations"][0]
     assert dataset.obs.shape == (46, spec.n_agents, spec.obs_dim)  # the opponent (last agent) is not in the team
@@ -168,7 +169,7 @@ def test_opponent_is_dropped_and_its_padding_stripped(tmp_path, task):
 def test_unflagged_rows_are_cut_at_the_time_limit(tmp_path):
     experience = make_experience("cn", [50], flags={49: None})
     write_vault(vault_of(tmp_path, "cn") / "Medium", experience)
-    dataset = datasets.import_og_marl_vault(vault_of(tmp_path, "cn"), "cn", "medium", 0, tmp_path / "x.npz")
+    dataset = import_og_marl_vault(vault_of(tmp_path, "cn"), "cn", "medium", 0, tmp_path / "x.npz")
     np.testing.assert_array_equal(np.flatnonzero(dataset.truncations), [24, 49])
     assert dataset.n_episodes == 2 and not dataset.terminals.any()
 
@@ -179,7 +180,7 @@ def test_halfcheetah_uses_the_vault_state(tmp_path, state_key):
     experience["infos"] = {state_key: experience["infos"].pop("state")}
     write_vault(vault_of(tmp_path, "halfcheetah") / "Medium-Replay", experience)
     vault = vault_of(tmp_path, "halfcheetah")
-    dataset = datasets.import_og_marl_vault(vault, "halfcheetah", "medium-replay", 1, tmp_path / "x.npz")
+    dataset = import_og_marl_vault(vault, "halfcheetah", "medium-replay", 1, tmp_path / "x.npz")
     state = experience["infos"][state_key][0]
     np.testing.assert_array_equal(dataset.state, state)
     np.testing.assert_array_equal(dataset.next_state[:999], state[1:1000])
@@ -207,7 +208,7 @@ def test_nonzero_padding_is_refused(tmp_path):
     write_vault(vault_of(tmp_path, "pp") / "Random", experience)
     prey = f"agent {spec.n_agents} \\({spec.opponents[0]}\\) has size {spec.opponent_obs_dims[0]} in task 'pp'"
     with pytest.raises(ValueError, match=rf"'observations': {prey} but non-zero entries .*first at row 7"):
-        datasets.import_og_marl_vault(vault_of(tmp_path, "pp"), "pp", "random", 0, tmp_path / "x.npz")
+        import_og_marl_vault(vault_of(tmp_path, "pp"), "pp", "random", 0, tmp_path / "x.npz")
 
 
 def replace(experience: dict, key: str, value) -> dict:
@@ -254,7 +255,7 @@ def test_mismatched_vault_is_refused_naming_the_array(tmp_path, case):
     folder = vault_of(tmp_path, "cn") / "Random"
     write_vault(folder, damage(make_experience("cn", [25])))
     with pytest.raises(ValueError, match=message) as error:
-        datasets.import_og_marl_vault(vault_of(tmp_path, "cn"), "cn", "random", 0, tmp_path / "x.npz")
+        import_og_marl_vault(vault_of(tmp_path, "cn"), "cn", "random", 0, tmp_path / "x.npz")
     assert str(folder) in str(error.value)
     assert not (tmp_path / "x.npz").exists()
 
@@ -264,11 +265,11 @@ def test_halfcheetah_state_must_exist_and_fit(tmp_path):
     state = experience["infos"].pop("state")
     write_vault(vault_of(tmp_path, "halfcheetah") / "Random", experience)
     with pytest.raises(ValueError, match=r"no array infos\.state or infos\.states; it stores \[.*'infos\.legals'"):
-        datasets.import_og_marl_vault(vault_of(tmp_path, "halfcheetah"), "halfcheetah", "random", 0, tmp_path / "x.npz")
+        import_og_marl_vault(vault_of(tmp_path, "halfcheetah"), "halfcheetah", "random", 0, tmp_path / "x.npz")
     experience["infos"]["state"] = state[..., :-1]
     write_vault(vault_of(tmp_path, "halfcheetah") / "Expert", experience)
     with pytest.raises(ValueError, match=rf"'infos\.state': expected shape \(1, >=10, {state.shape[-1]}\)"):
-        datasets.import_og_marl_vault(vault_of(tmp_path, "halfcheetah"), "halfcheetah", "expert", 0, tmp_path / "x.npz")
+        import_og_marl_vault(vault_of(tmp_path, "halfcheetah"), "halfcheetah", "expert", 0, tmp_path / "x.npz")
 
 
 def test_truncated_vaults_are_refused(tmp_path):
@@ -278,54 +279,54 @@ def test_truncated_vaults_are_refused(tmp_path):
     with pytest.raises(
         ValueError, match=r"'observations': cannot read the vault's 60 timesteps \(truncated or damaged"
     ):
-        datasets.import_og_marl_vault(vault_of(tmp_path, "cn"), "cn", "random", 0, tmp_path / "x.npz")
+        import_og_marl_vault(vault_of(tmp_path, "cn"), "cn", "random", 0, tmp_path / "x.npz")
     # an array created with fewer timesteps than vault_index
     short = replace(experience, "truncations", experience["truncations"][:, :40])
     write_vault(vault_of(tmp_path, "cn") / "Medium-Replay", short, own_time_extent=True)
     with pytest.raises(ValueError, match=r"'truncations': expected shape \(1, >=50, 3\).*got \(1, 40, 3\)"):
-        datasets.import_og_marl_vault(vault_of(tmp_path, "cn"), "cn", "medium-replay", 0, tmp_path / "x.npz")
+        import_og_marl_vault(vault_of(tmp_path, "cn"), "cn", "medium-replay", 0, tmp_path / "x.npz")
     # a data file of the OCDBT database is missing (an interrupted unzip)
     folder = vault_of(tmp_path, "cn") / "Expert"
     write_vault(folder, experience)
     for file in (folder / "d").iterdir():
         file.unlink()
     with pytest.raises(ValueError, match=rf"{folder}: array '\w+' does not open"):
-        datasets.import_og_marl_vault(vault_of(tmp_path, "cn"), "cn", "expert", 0, tmp_path / "x.npz")
+        import_og_marl_vault(vault_of(tmp_path, "cn"), "cn", "expert", 0, tmp_path / "x.npz")
     # no timesteps at all
     write_vault(vault_of(tmp_path, "cn") / "Medium", experience, vault_index=0)
     with pytest.raises(ValueError, match="'vault_index' must hold the positive number of timesteps"):
-        datasets.import_og_marl_vault(vault_of(tmp_path, "cn"), "cn", "medium", 0, tmp_path / "x.npz")
+        import_og_marl_vault(vault_of(tmp_path, "cn"), "cn", "medium", 0, tmp_path / "x.npz")
 
 
 def test_argument_and_folder_errors(tmp_path, monkeypatch):
     vault = vault_of(tmp_path, "cn")
     with pytest.raises(ValueError, match="task: unknown task 'spread'"):
-        datasets.import_og_marl_vault(vault, "spread", "random", 0, tmp_path / "x.npz")
+        import_og_marl_vault(vault, "spread", "random", 0, tmp_path / "x.npz")
     with pytest.raises(ValueError, match=r"quality: unknown quality 'Random'.*'random'"):
-        datasets.import_og_marl_vault(vault, "cn", "Random", 0, tmp_path / "x.npz")
+        import_og_marl_vault(vault, "cn", "Random", 0, tmp_path / "x.npz")
     with pytest.raises(ValueError, match=r"vault_dir: task 'pp' is OG-MARL's omar/mpe/simple_tag\.vlt"):
-        datasets.import_og_marl_vault(vault, "pp", "random", 0, tmp_path / "x.npz")
+        import_og_marl_vault(vault, "pp", "random", 0, tmp_path / "x.npz")
     with pytest.raises(FileNotFoundError, match=r"simple_spread\.vlt: vault folder does not exist"):
-        datasets.import_og_marl_vault(vault, "cn", "random", 0, tmp_path / "x.npz")
+        import_og_marl_vault(vault, "cn", "random", 0, tmp_path / "x.npz")
     (vault / "Expert").mkdir(parents=True)
     with pytest.raises(
         FileNotFoundError, match=r"Random: vault of quality 'random' does not exist \(found \['Expert'\]\)"
     ):
-        datasets.import_og_marl_vault(vault, "cn", "random", 0, tmp_path / "x.npz")
+        import_og_marl_vault(vault, "cn", "random", 0, tmp_path / "x.npz")
     with pytest.raises(ValueError, match=r"Expert/metadata\.json: missing; .* is not a flashbax vault"):
-        datasets.import_og_marl_vault(vault, "cn", "expert", 0, tmp_path / "x.npz")
+        import_og_marl_vault(vault, "cn", "expert", 0, tmp_path / "x.npz")
     (vault / "Expert" / "metadata.json").write_text("{not json")
     with pytest.raises(ValueError, match=r"metadata\.json: not valid JSON"):
-        datasets.import_og_marl_vault(vault, "cn", "expert", 0, tmp_path / "x.npz")
+        import_og_marl_vault(vault, "cn", "expert", 0, tmp_path / "x.npz")
     write_vault(vault / "Medium", make_experience("cn", [25]), version=2.0)
     with pytest.raises(ValueError, match=r"metadata\.json: vault format version 2\.0, this reader reads version 1\.x"):
-        datasets.import_og_marl_vault(vault, "cn", "medium", 0, tmp_path / "x.npz")
+        import_og_marl_vault(vault, "cn", "medium", 0, tmp_path / "x.npz")
     (tmp_path / "x.npz").touch()
     with pytest.raises(FileExistsError, match="overwrite=True"):
-        datasets.import_og_marl_vault(vault, "cn", "medium", 0, tmp_path / "x.npz")
+        import_og_marl_vault(vault, "cn", "medium", 0, tmp_path / "x.npz")
     monkeypatch.setitem(sys.modules, "tensorstore", None)
     with pytest.raises(ImportError, match=r"needs tensorstore: pip install .*\[vault\]"):
-        datasets.import_og_marl_vault(vault, "cn", "medium", 0, tmp_path / "y.npz")
+        import_og_marl_vault(vault, "cn", "medium", 0, tmp_path / "y.npz")
 
 
 def test_import_vault_command(tmp_path, capsys):
@@ -398,9 +399,7 @@ def test_vault_written_by_flashbax(tmp_path):
         "omar/mpe/simple_world.vlt", experience_structure=structure, rel_dir=str(tmp_path), vault_uid="Expert"
     )
     assert vault.write(state) == 50
-    dataset = datasets.import_og_marl_vault(
-        tmp_path / "omar/mpe/simple_world.vlt", "world", "expert", 0, tmp_path / "w"
-    )
+    dataset = import_og_marl_vault(tmp_path / "omar/mpe/simple_world.vlt", "world", "expert", 0, tmp_path / "w")
     np.testing.assert_array_equal(dataset.obs, experience["observations"][0, :, : spec.n_agents, : spec.obs_dim])
     np.testing.assert_array_equal(dataset.actions, experience["actions"][0, :, : spec.n_agents, : spec.act_dim])
     np.testing.assert_allclose(dataset.rewards, experience["rewards"][0, :, : spec.n_agents].mean(axis=1), rtol=1e-6)
