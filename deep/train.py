@@ -130,8 +130,8 @@ class TrainConfig:
     minibatches: Annotated[str, tyro.conf.arg(metavar="{fresh,original}")] = "fresh"
     """fresh: every update draws its minibatch anew from the whole dataset; original: the original code's stream, a
     fixed cycle of minibatches (each without replacement) replayed every evaluation period of the original main.py
-    (CFCQL's: 50 on CN and PP, 250 on World; OMAR's: 10 rounds of one minibatch per agent);
-    deep/algorithms/minibatches.py."""
+    (CFCQL's: 50 on CN and PP, 250 on World; OMAR's: 10 rounds of one minibatch per agent; HalfCheetah: no cycle,
+    minibatches without replacement drawn on); deep/algorithms/minibatches.py."""
     resume: bool = False
     """Continue from out_dir/checkpoint.pt (written by a run with the same config, possibly fewer updates)."""
     overwrite: bool = False
