@@ -2,21 +2,27 @@
 
     python -m bounds.audit [--examples N] [--seed S] [--json]
     python -m bounds.audit --search [--budget-s N] [--workers W] [--resume] [--json]
+    python -m bounds.audit --vertices [--sizes 2x3x2 3x2x2 ...] [--max-vertices N] [--resume] [--json]
 
 The claims, and every reading of a statement the paper leaves open, are listed in
 :mod:`bounds.claims`. The default mode is fast: each claim is evaluated on random instances
 (:func:`bounds.instances.random_instance`), on its stored counterexample (if any) and on the worst
 instance the last recorded search found for it; the table also shows the worst ratio that search
 reached (``bounds/search_record.json``). ``--search`` runs the search (:mod:`bounds.search`) and
-rewrites the record, the worst instances and the counterexamples it verifies exactly.
+rewrites the record, the worst instances and the counterexamples it verifies exactly. ``--vertices``
+enumerates the vertices of the instance space up to symmetry (:mod:`bounds.vertices`) and records,
+per claim and size, how many it evaluated and the worst ratio it reached.
 
-The status of a claim is
+The status of a claim says how its verdict is known:
 
 * ``"fails"`` when an instance violates it: an exactly verified minimal counterexample is stored
   under ``bounds/counterexamples/`` and a corrected inequality is a claim of its own;
-* ``"holds-trivially"`` when it holds, but for a reason other than the proof's (its
-  ``trivial_reason`` names it, and the audit checks the trivial bound on every instance too);
-* ``"holds"`` otherwise: neither the random draws nor the search broke it.
+* ``"proved"`` when it carries a proof whose every used claim is proved too
+  (:func:`bounds.claims.check_proofs`; a proof that uses an unproved or failing claim is an error);
+* ``"proved-trivially"`` when the statement holds for a reason other than its proof's, which is
+  itself a proof (its ``trivial_reason``; the audit checks the trivial bound on every instance too);
+* ``"searched"`` otherwise: no proof, and neither the random draws, the continuous search nor the
+  vertex enumeration broke it; :func:`coverage` says how far they went.
 """
 
 from __future__ import annotations
@@ -29,13 +35,27 @@ from pathlib import Path
 
 import numpy as np
 
-from . import search
-from .claims import BY_NAME, CLAIMS, Claim
+from . import search, vertices
+from .claims import BY_NAME, CLAIMS, Claim, check_proofs
 from .instances import COUNTEREXAMPLE_DIR, load_instance, random_instance
 from .quantities import Quantities
 from .search import violated
 
-__all__ = ["BY_NAME", "CLAIMS", "Claim", "ClaimReport", "Quantities", "audit_claim", "run_audit", "violated"]
+__all__ = [
+    "BY_NAME",
+    "CLAIMS",
+    "STATUSES",
+    "Claim",
+    "ClaimReport",
+    "Quantities",
+    "audit_claim",
+    "coverage",
+    "run_audit",
+    "violated",
+]
+
+#: Every status, strongest knowledge first.
+STATUSES = ("fails", "proved", "proved-trivially", "searched")
 
 #: ``--search``'s default budget: with two workers the whole search, shrinking included, ends in under 10 minutes.
 DEFAULT_BUDGET_S = 420.0
@@ -66,6 +86,8 @@ class ClaimReport:
     worst_excess: float
     counterexample: str | None
     search: dict | None
+    how: str = ""
+    vertices: dict | None = None
 
     def as_dict(self) -> dict:
         def number(x):
@@ -82,7 +104,9 @@ class ClaimReport:
             "worst_ratio": number(self.worst_ratio),
             "worst_excess": number(self.worst_excess),
             "counterexample": self.counterexample,
+            "how": self.how,
             "search": self.search,
+            "vertices": self.vertices,
         }
 
 
@@ -99,8 +123,51 @@ def worst_instance_path(claim: Claim) -> Path | None:
     return path if path.is_file() else None
 
 
-def audit_claim(claim: Claim, quantities: list[Quantities], record: dict | None = None) -> ClaimReport:
-    """Evaluate ``claim`` on ``quantities``, on its stored counterexample and on its stored worst instance."""
+def failing_claims(claims: list[Claim] | None = None) -> set[str]:
+    """The claims a stored counterexample violates (each is verified exactly by the tests)."""
+    return {claim.name for claim in (claims or CLAIMS) if counterexample_path(claim) is not None}
+
+
+def coverage(claim: Claim, record: dict | None) -> str:
+    """How far the searches went for ``claim``: vertex sizes (all or sampled), continuous starts, worst ratio."""
+    record = record or {}
+    parts = []
+    sizes = (record.get("vertices") or {}).get(claim.name) or {}
+    if sizes:
+        whole = [size for size, entry in sizes.items() if entry.get("exhaustive")]
+        sampled = [size for size, entry in sizes.items() if not entry.get("exhaustive")]
+        text = "vertices: all at " + ", ".join(whole) if whole else "vertices:"
+        if sampled:
+            text += ("; " if whole else " ") + "sampled at " + ", ".join(
+                f"{size} ({sizes[size]['evaluated']:,} of {sizes[size]['reduced']:,})" for size in sampled
+            )
+        worst = max(
+            (entry.get("worst_ratio") for entry in sizes.values() if isinstance(entry.get("worst_ratio"), float)),
+            default=None,
+        )
+        parts.append(text + ("" if worst is None else f", worst {worst:.4g}"))
+    searched = (record.get("claims") or {}).get(claim.name)
+    if searched:
+        worst = searched.get("worst_excess" if claim.equality else "worst_ratio")
+        parts.append(
+            f"continuous: {searched['starts']} starts, {searched['evaluations']:,} instances"
+            + ("" if not isinstance(worst, float) else f", worst {worst:.4g}")
+        )
+    return "; ".join(parts) if parts else "not searched"
+
+
+def audit_claim(
+    claim: Claim,
+    quantities: list[Quantities],
+    record: dict | None = None,
+    proved: dict[str, bool] | None = None,
+) -> ClaimReport:
+    """Evaluate ``claim`` on ``quantities``, on its stored counterexample and on its stored worst instance.
+
+    ``proved``: the result of :func:`bounds.claims.check_proofs` (computed here when not given).
+    """
+    if proved is None:
+        proved = check_proofs(CLAIMS, failing_claims())
     evaluated = list(quantities)
     stored = counterexample_path(claim)
     for path in (stored, worst_instance_path(claim)):
@@ -112,14 +179,31 @@ def audit_claim(claim: Claim, quantities: list[Quantities], record: dict | None 
     excess = max(lhs - rhs for lhs, rhs in sides)
     if any(violated(lhs, rhs) for lhs, rhs in sides):
         status = "fails"
+        how = f"counterexample {stored.name}" if stored is not None else "violated on a drawn instance"
+    elif proved.get(claim.name):
+        status = "proved"
+        how = "proof" + (f" using {', '.join(claim.uses)}" if claim.uses else "")
     elif claim.trivial_bound is not None and not any(violated(*claim.trivial_bound(q)) for q in evaluated):
-        status = "holds-trivially"
+        status = "proved-trivially"
+        how = claim.trivial_reason
     else:
-        status = "holds"
+        status = "searched"
+        how = coverage(claim, record)
     relative = None if stored is None else str(stored.relative_to(COUNTEREXAMPLE_DIR.parent.parent))
     searched = (record or {}).get("claims", {}).get(claim.name)
+    vertex_entries = (record or {}).get("vertices", {}).get(claim.name)
     return ClaimReport(
-        claim.name, claim.statement, claim.paper_ref, status, len(evaluated), worst, excess, relative, searched
+        claim.name,
+        claim.statement,
+        claim.paper_ref,
+        status,
+        len(evaluated),
+        worst,
+        excess,
+        relative,
+        searched,
+        how,
+        vertex_entries,
     )
 
 
@@ -128,7 +212,8 @@ def run_audit(n_examples: int = 200, seed: int = 0, claims: list[Claim] | None =
     rng = np.random.default_rng(seed)
     quantities = [Quantities(random_instance(rng)) for _ in range(n_examples)]
     record = search.load_record()
-    return [audit_claim(claim, quantities, record) for claim in (claims or CLAIMS)]
+    proved = check_proofs(CLAIMS, failing_claims())
+    return [audit_claim(claim, quantities, record, proved) for claim in (claims or CLAIMS)]
 
 
 def _number(value) -> str:
@@ -142,22 +227,25 @@ def _number(value) -> str:
 
 
 def format_table(reports: list[ClaimReport]) -> str:
+    """The audit as a text table: where, status, examples, worst ratio on them, and how the verdict is known."""
     width = max(len("where"), *(len(report.paper_ref) for report in reports))
-    header = (
-        f"{'where':<{width}} {'status':<16} {'examples':>8} {'worst lhs/rhs':>13} {'search worst':>12} "
-        f"{'search family':<16} claim / counterexample"
-    )
+    header = f"{'where':<{width}} {'status':<16} {'examples':>8} {'worst lhs/rhs':>13}  how it is known / claim"
     lines = [header, "-" * len(header)]
     for report in reports:
-        searched = report.search or {}
-        key = "worst_excess" if BY_NAME[report.name].equality else "worst_ratio"
-        search_worst = searched.get(key)
         lines.append(
-            f"{report.paper_ref:<{width}} {report.status:<16} {report.examples:>8} {_number(report.worst_ratio):>13} "
-            f"{_number(search_worst):>12} {searched.get('family', '-'):<16} {report.claim}"
+            f"{report.paper_ref:<{width}} {report.status:<16} {report.examples:>8} {_number(report.worst_ratio):>13}  "
+            f"{report.how}"
         )
-        if report.counterexample:
-            lines.append(f"{'':<{width + 69}} counterexample: {report.counterexample}")
+        lines.append(f"{'':<{width + 41}}  {report.claim}")
+    return "\n".join(lines)
+
+
+def markdown_table(reports: list[ClaimReport]) -> str:
+    """The audit as the README's Markdown table (generated; a test keeps the README's copy identical)."""
+    lines = ["| claim | where | status | how it is known |", "|---|---|---|---|"]
+    for report in reports:
+        status = f"**{report.status}**" if report.status == "fails" else report.status
+        lines.append(f"| `{report.name}` | {report.paper_ref} | {status} | {report.how} |")
     return "\n".join(lines)
 
 
@@ -170,11 +258,32 @@ def main(argv=None) -> int:
     parser.add_argument("--examples", type=int, default=200, help="random instances per claim")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random instances and of the search")
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of the table")
+    parser.add_argument("--markdown", action="store_true", help="print the README's Markdown table instead")
     parser.add_argument("--search", action="store_true", help="run the counterexample search and rewrite its record")
     parser.add_argument("--budget-s", type=float, default=DEFAULT_BUDGET_S, help="--search: seconds of search in all")
     parser.add_argument("--workers", type=int, default=2, help="--search: worker processes")
     parser.add_argument("--resume", action="store_true", help="--search: keep the claims the record already has")
     parser.add_argument("--claims", nargs="+", metavar="NAME", help="only these claims (names of bounds.claims)")
+    parser.add_argument("--vertices", action="store_true", help="enumerate the vertices and record what they reach")
+    parser.add_argument(
+        "--sizes",
+        nargs="+",
+        metavar="SxNxA",
+        default=[vertices.size_name(size) for size in vertices.DEFAULT_SIZES],
+        help="--vertices: states x agents x actions",
+    )
+    parser.add_argument(
+        "--max-vertices",
+        type=int,
+        default=vertices.MAX_VERTICES,
+        help="--vertices: up to this many reduced vertices per claim group, size and behavior, all are evaluated",
+    )
+    parser.add_argument(
+        "--sample-vertices",
+        type=int,
+        default=vertices.SAMPLE_VERTICES,
+        help="--vertices: the uniform sample evaluated above --max-vertices",
+    )
     args = parser.parse_args(argv)
     if args.examples < 1:
         parser.error("--examples: must be at least 1")
@@ -182,6 +291,14 @@ def main(argv=None) -> int:
         parser.error("--budget-s: must be positive")
     if args.workers < 1:
         parser.error("--workers: must be at least 1")
+    if args.max_vertices < 1:
+        parser.error("--max-vertices: must be at least 1")
+    if args.sample_vertices < 1:
+        parser.error("--sample-vertices: must be at least 1")
+    try:
+        sizes = [vertices.vertex_sizes(spec) for spec in args.sizes]
+    except ValueError as error:
+        parser.error(str(error))
     unknown = sorted(set(args.claims or ()) - set(BY_NAME))
     if unknown:
         parser.error(f"--claims: unknown claim(s) {', '.join(unknown)}")
@@ -192,9 +309,30 @@ def main(argv=None) -> int:
             print(f"searched {name}: worst {_number(entry['worst_ratio'])}, violated {entry['violated']}", flush=True)
 
         search.run_search(claims, args.budget_s, args.seed, args.workers, resume=args.resume, progress=progress)
+    if args.vertices:
+
+        def vertex_progress(name, size, entry):
+            how = "all" if entry["exhaustive"] else "sampled"
+            print(
+                f"vertices {size} {name}: {entry['evaluated']} of {entry['reduced']} ({how}), "
+                f"worst {_number(entry.get('worst_ratio'))} at gamma {entry.get('worst_gamma')}, {entry['seconds']} s",
+                flush=True,
+            )
+
+        vertices.run_vertices(
+            claims,
+            sizes,
+            args.seed,
+            args.max_vertices,
+            args.resume,
+            sample_vertices=args.sample_vertices,
+            progress=vertex_progress,
+        )
     reports = run_audit(args.examples, args.seed, claims)
     if args.json:
         print(json.dumps([report.as_dict() for report in reports], indent=1))
+    elif args.markdown:
+        print(markdown_table(reports))
     else:
         print(format_table(reports))
     return 0

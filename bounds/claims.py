@@ -12,7 +12,9 @@ Notation: ``d^phi`` state occupancy, ``E_{d^phi, phi}`` expectation over the sta
 metric (= TV), ``pi^(S)`` the mixed policy of eq. 10. Claims under Assumption 1 read ``mu`` as
 the product of its marginals.
 
-A corrected claim carries its proof in ``proof``; every one of them is tested like the paper's.
+A claim is *proved* when it carries its proof in ``proof`` and every claim the proof uses (``uses``)
+is proved too (:func:`check_proofs`): the paper's own steps where its argument is sound, and every
+correction. A claim without a proof is only *searched*: the audit says how far.
 
 Every claim also evaluates a batch of float instances at once (:class:`bounds.quantities.Quantities`
 with leading batch axes): each side is then an array [*B], one entry per instance.
@@ -21,7 +23,7 @@ with leading batch axes): each side is then an array [*B], one entry per instanc
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -29,6 +31,10 @@ from .instances import COUNTEREXAMPLE_DIR
 from .quantities import Quantities, tv, with_trailing_axes
 
 FACTORIZED, CORRELATED = "factorized", "correlated"
+#: The parts of an instance a claim may read beyond the dynamics (``P``, ``d0``, ``pi``, ``mu``, ``gamma``),
+#: which every claim reads: the deviating subset, the SPaCQL weights, the rewards (through ``Q*``, ``Q^pi``
+#: or the TD targets) and ``Q_hat``. The vertex enumeration varies only the parts a claim reads.
+PARTS = ("subset", "weights", "rewards", "q_hat")
 
 
 @dataclass(frozen=True)
@@ -55,9 +61,17 @@ class Claim:
     corrects : tuple of str
         Names of the failing claims this one replaces.
     proof : str
-        Why a corrected claim holds.
+        Why the claim holds (empty: no proof in the project; the claim is only searched).
+    uses : tuple of str
+        The claims the proof relies on; each must be proved too.
     trivial_bound, trivial_reason
         A bound that already holds for another reason (the Theorems hold without their shift term).
+    reads : frozenset of str
+        The parts of :data:`PARTS` the claim reads (``q_hat`` exactly when ``reads_q_hat``); a test checks
+        that changing any other part leaves both sides unchanged.
+    agent_symmetric : bool
+        Relabeling the agents maps the claim to itself (false where the claim follows the agents' order,
+        as the telescoping of eq. 46-50 does); the vertex enumeration reduces by agent permutations only then.
     """
 
     name: str
@@ -71,8 +85,11 @@ class Claim:
     counterexample: str | None = None
     corrects: tuple[str, ...] = ()
     proof: str = ""
+    uses: tuple[str, ...] = ()
     trivial_bound: Callable[[Quantities], tuple] | None = None
     trivial_reason: str = ""
+    reads: frozenset = frozenset()
+    agent_symmetric: bool = True
 
     @property
     def counterexample_path(self):
@@ -280,8 +297,9 @@ THEOREM3_READINGS: dict[str, tuple[str, Callable[[Quantities], object]]] = {
 }
 #: The readings of the sketch's shift bound that the sketch's argument proves (see ``_THEOREM3_SKETCH_PROOF``).
 PROVED_SKETCH_READINGS = ("dpiw", "dmu", "dpiw-state", "dmu-state", "sup")
-#: The reading the search breaks (bounds/counterexamples/theorem3-sketch-dpi-state.json).
-FALSE_SKETCH_READING = "dpi-state"
+#: The readings under d^pi the search breaks (bounds/counterexamples/theorem3-sketch-dpi-state.json, found by
+#: the continuous search; theorem3-sketch.json, the sketch as stated, found by the vertex enumeration).
+FALSE_SKETCH_READINGS = ("dpi", "dpi-state")
 _TVBAR = "TVbar = mean_i sup_s TV(pi_i(.|s), mu_i(.|s)), TVbar(s) = mean_i TV(pi_i(.|s), mu_i(.|s))"
 
 
@@ -370,6 +388,15 @@ _THEOREM3_SKETCH_PROOF = (
 )
 
 
+#: Which false reading each proved reading of the sketch replaces (same kind of TV: sup-TVs, or per state).
+_SKETCH_CORRECTS = {
+    "dpiw": ("theorem3-sketch",),
+    "dmu": ("theorem3-sketch",),
+    "dpiw-state": ("theorem3-sketch-dpi-state",),
+    "dmu-state": ("theorem3-sketch-dpi-state",),
+}
+
+
 def _theorem3_claims() -> list[Claim]:
     claims = []
     for reading, (words, _) in THEOREM3_READINGS.items():
@@ -399,9 +426,10 @@ def _theorem3_claims() -> list[Claim]:
                 f"Theorem 3 proof sketch{label}",
                 f"W1(d^{{pi_w}}, d^mu) <= gamma/(1-gamma) {words}, pi_w = sum_k w_k(s) mean_{{|K|=k}} pi^(K)",
                 _theorem3_sketch(reading),
-                counterexample=f"theorem3-sketch{suffix}.json" if reading == FALSE_SKETCH_READING else None,
-                corrects=(f"theorem3-sketch-{FALSE_SKETCH_READING}",) if reading in ("dpiw-state", "dmu-state") else (),
+                counterexample=f"theorem3-sketch{suffix}.json" if reading in FALSE_SKETCH_READINGS else None,
+                corrects=_SKETCH_CORRECTS.get(reading, ()),
                 proof=_THEOREM3_SKETCH_PROOF if reading in PROVED_SKETCH_READINGS else "",
+                uses=("eq25",) if reading in PROVED_SKETCH_READINGS else (),
             ),
         ]
     return claims
@@ -636,4 +664,136 @@ CLAIMS: list[Claim] = [
     Claim("eq9", "eq. 9", "|Q*(x) - Q*(y)| <= 2/(1-gamma) (Q* is 2/(1-gamma)-Lipschitz, 0-1 metric)", _eq9),
 ]
 
+
+
+#: Proofs of the paper's steps that hold, and what each uses (``W1`` is ``TV = 1/2 L1`` under the 0-1 metric).
+_PROOFS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "eq25": (
+        "prod_i p_i - prod_i q_i = sum_k (prod_{i<k} q_i)(p_k - q_k)(prod_{i>k} p_i): the L1 norm of the k-th term "
+        "is ||p_k - q_k||_1 = 2 TV(p_k, q_k) (the other factors are distributions), and the term vanishes where "
+        "p_k = q_k; then the triangle inequality",
+        (),
+    ),
+    "eq29": ("eq. 25 in every state, the agents outside S following mu; then sup_s on both sides", ("eq25",)),
+    "eq24": (
+        "P^(S)(.|s) - P^mu(.|s) = sum_a (pi^(S)(a|s) - mu(a|s)) P(.|s, a), the triangle inequality and "
+        "||P(.|s, a)||_1 = 1",
+        (),
+    ),
+    "eq22": (
+        "||d (P1 - P2)||_1 <= sum_s d(s) ||P1(.|s) - P2(.|s)||_1 <= sup_s ||P1(.|s) - P2(.|s)||_1, d a distribution",
+        (),
+    ),
+    "eq20": (
+        "d^phi = (1-gamma) d0 + gamma d^phi P^phi for phi = pi^(S), mu gives (d^(S) - d^mu)(I - gamma P^mu) = "
+        "gamma d^(S) (P^(S) - P^mu), and (I - gamma P^mu)^{-1} = sum_t gamma^t (P^mu)^t has "
+        "||x (I - gamma P^mu)^{-1}||_1 <= ||x||_1 / (1-gamma)",
+        (),
+    ),
+    "lemma1": (
+        "eq. 20, 22, 24, 29 in a chain: W1 = 1/2 ||d^(S) - d^mu||_1 <= gamma/(1-gamma) sup_s sum_{i in S} "
+        "TV(pi_i(.|s), mu_i(.|s)) <= gamma/(1-gamma) sum_{i in S} sup_s TV(pi_i(.|s), mu_i(.|s))",
+        ("eq20", "eq22", "eq24", "eq29"),
+    ),
+    "eq31": ("the end of the chain of eq. 20-29, i.e. Lemma 1", ("lemma1",)),
+    "lemma2": (
+        "the arguments of eq. 20, 22, 24 hold for any two policies (here pi^(S), mu's marginals for the others, and "
+        "the correlated mu); per state TV(pi^(S), mu) <= TV(pi^(S), mu^(x)) + TV(mu^(x), mu) <= sum_{i in S} "
+        "TV(pi_i, mu_i) + kappa (eq. 25, Definition 1)",
+        ("eq20", "eq22", "eq24", "eq25"),
+    ),
+    "eq37": ("|E_p f| <= E_p |f| <= max |f| for a distribution p", ()),
+    "eq41": ("|E_p f| <= E_p |f| <= max |f| for a distribution p", ()),
+    "eq49": ("the triangle inequality of W1 along d^mu = d^(0), d^(1), ..., d^(n) = d^pi", ()),
+    "eq50": (
+        "the argument of Lemma 1 (eq. 20-29) for the factorized policies pi^({0..k-1}) and pi^({0..k-2}), which "
+        "differ in agent k only: eq. 25 leaves the single term 2 TV(pi_k(.|s), mu_k(.|s))",
+        ("eq20", "eq22", "eq24", "eq25"),
+    ),
+    "eq51": ("eq. 49, then eq. 50 for every k", ("eq49", "eq50")),
+    "eq9": ("|R| <= 1 gives |Q*| <= sum_t gamma^t = 1/(1-gamma), so max Q* - min Q* <= 2/(1-gamma)", ()),
+    "proposition1": (
+        "mean_i E_D[(Q - y_i) grad Q] = E_D[(Q - mean_i y_i) grad Q]: the expectation and the mean are linear",
+        (),
+    ),
+}
+#: What the corrections' proofs (written at each claim) use.
+_CORRECTION_USES: dict[str, tuple[str, ...]] = {
+    "lemma1-state-action-corrected": ("lemma1", "eq25"),
+    "remark-theorem1-corrected": ("eq25",),
+    "eq44-corrected": ("eq9",),
+    "eq45-corrected": ("eq9",),
+    "state-action-shift": ("lemma1-state-action-corrected",),
+    "theorem1-in-distribution-corrected": ("eq37", "eq9", "eq51", "eq25"),
+    "theorem2-in-distribution-corrected": ("eq37", "eq9", "lemma2", "eq25"),
+    "proposition1-full-gradient-corrected": ("proposition1",),
+}
+
+
+def _with_proof(claim: Claim) -> Claim:
+    if claim.name in _PROOFS:
+        proof, uses = _PROOFS[claim.name]
+        return replace(claim, proof=proof, uses=uses)
+    if claim.name in _CORRECTION_USES:
+        return replace(claim, uses=_CORRECTION_USES[claim.name])
+    return claim
+
+
+def _parts_read(claim: Claim) -> frozenset:
+    """What each claim reads beyond the dynamics, from the quantities its sides are built of."""
+    parts = {"q_hat"} if claim.reads_q_hat else set()
+    name = claim.name
+    if name.startswith(("lemma", "eq2", "eq31", "remark")):
+        parts.add("subset")  # the mixed policy pi^(S) of Lemma 1-2 (eq. 10)
+    if name.startswith("theorem3"):
+        parts.add("weights")  # pi_w and k_eff
+    if name.startswith(("eq37", "eq41", "eq44", "eq45", "eq9", "theorem", "proposition1")) and not (
+        name.startswith("theorem3-sketch")
+    ):
+        parts.add("rewards")  # Q*, Q^pi, V^pi or the TD targets
+    return frozenset(parts)
+
+
+#: eq. 49-50 telescope over the agents in their order (d^(k) lets agents 0..k-1 deviate).
+_ORDERED = ("eq49", "eq50")
+CLAIMS = [_with_proof(replace(c, reads=_parts_read(c), agent_symmetric=c.name not in _ORDERED)) for c in CLAIMS]
 BY_NAME: dict[str, Claim] = {claim.name: claim for claim in CLAIMS}
+
+
+class ProofError(ValueError):
+    """A proof that names a claim which is not itself proved (or does not exist)."""
+
+
+def check_proofs(claims: list[Claim], failing: set[str] = frozenset()) -> dict[str, bool]:
+    """Which claims are proved: a proof, and every claim it uses proved (none of them in ``failing``).
+
+    Raises :class:`ProofError` for a proof that uses an unknown claim, an unproved one, a failing one,
+    or itself (through a cycle), and for a proved claim that ``failing`` says is false.
+    """
+    by_name = {claim.name: claim for claim in claims}
+    proved: dict[str, bool] = {}
+
+    def visit(name: str, path: tuple[str, ...]) -> bool:
+        if name in path:
+            raise ProofError(f"uses: the proof of {path[0]} is circular ({' -> '.join((*path, name))})")
+        if name in proved:
+            return proved[name]
+        claim = by_name[name]
+        if not claim.proof:
+            proved[name] = False
+            return False
+        if name in failing:
+            raise ProofError(f"proof: {name} carries a proof but a counterexample violates it")
+        for used in claim.uses:
+            if used not in by_name:
+                raise ProofError(f"uses: the proof of {name} names {used}, which is not a claim")
+            if used in failing:
+                raise ProofError(f"uses: the proof of {name} uses {used}, which fails")
+            if not visit(used, (*path, name)):
+                raise ProofError(f"uses: the proof of {name} uses {used}, which is not proved")
+        proved[name] = True
+        return True
+
+    for claim in claims:
+        visit(claim.name, ())
+    return proved

@@ -367,6 +367,27 @@ def _safe_score(claim: Claim, layout: Layout, theta: np.ndarray, subset) -> floa
     return value if np.isfinite(value) else -np.inf
 
 
+def local_climb(claim: Claim, layout: Layout, theta0: np.ndarray, subset, budget: int) -> list:
+    """L-BFGS-B (finite differences) from ``theta0``, then Powell; every point seen as (score, lhs, rhs, theta)."""
+    seen = []
+
+    def objective(theta):
+        try:
+            lhs, rhs = _evaluate(claim, layout, theta, subset)
+        except (ValueError, np.linalg.LinAlgError, ZeroDivisionError):
+            return 0.0
+        value = score(lhs, rhs, claim.equality)
+        if not np.isfinite(value):
+            return 0.0
+        seen.append((value, lhs, rhs, theta.copy()))
+        return -value
+
+    bounds = layout.bounds()
+    result = minimize(objective, theta0, method="L-BFGS-B", bounds=bounds, options={"maxfun": budget})
+    minimize(objective, result.x, method="Powell", bounds=bounds, options={"maxfev": budget // 3, "xtol": 1e-6})
+    return seen
+
+
 def search_claim(
     claim: Claim,
     *,
@@ -405,22 +426,8 @@ def search_claim(
             value = _safe_score(claim, layout, vertex, subset)
             if np.isfinite(value):
                 seen.append((value, *_evaluate(claim, layout, vertex, subset), vertex))
-
-        def objective(theta, layout=layout, subset=subset, seen=seen):
-            try:
-                lhs, rhs = _evaluate(claim, layout, theta, subset)
-            except (ValueError, np.linalg.LinAlgError, ZeroDivisionError):
-                return 0.0
-            value = score(lhs, rhs, claim.equality)
-            if not np.isfinite(value):
-                return 0.0
-            seen.append((value, lhs, rhs, theta.copy()))
-            return -value
-
-        bounds = layout.bounds()
         budget = max(50, min(max_fun, (5 if family == "vertex-climb" else 15) * (layout.dim + 1)))
-        result = minimize(objective, theta0, method="L-BFGS-B", bounds=bounds, options={"maxfun": budget})
-        minimize(objective, result.x, method="Powell", bounds=bounds, options={"maxfev": budget // 3, "xtol": 1e-6})
+        seen += local_climb(claim, layout, theta0, subset, budget)
         evaluations += len(seen)
         if seen:
             value, lhs, rhs, theta = max(seen, key=lambda item: item[0])
@@ -750,6 +757,8 @@ def run_search(
         if name not in searched or (resume and (entry.get("budget_s"), entry.get("seed")) == (per_claim, seed))
     }
     record = {"budget_s": budget_s, "seed": seed, "workers": workers, "claims": kept}
+    if "vertices" in previous:
+        record["vertices"] = previous["vertices"]  # the vertex enumeration's entries are not this search's
     jobs = [(c.name, per_claim, seed, worst_dir, counterexample_dir) for c in claims if c.name not in kept]
     with get_context("spawn").Pool(workers) as pool:
         for name, entry in pool.imap_unordered(search_one, jobs):

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, target
 from hypothesis import strategies as st
 
-from bounds import audit, search
-from bounds.claims import BY_NAME, CLAIMS, CORRELATED, PROVED_SKETCH_READINGS
+from bounds import audit, search, vertices
+from bounds.claims import BY_NAME, CLAIMS, CORRELATED, FALSE_SKETCH_READINGS, PROVED_SKETCH_READINGS, check_proofs
 from bounds.instances import COUNTEREXAMPLE_DIR, Instance, load_instance
 from bounds.quantities import Problem, Quantities
 from tests.strategies import audit_instances
@@ -93,11 +93,16 @@ def test_every_correction_carries_its_proof_and_corrects_a_failing_claim():
 
 
 def test_counterexamples_are_minimal_in_size():
-    """Every stored counterexample has at most 2 states and 2 agents (the shrinking step's result)."""
+    """Every stored counterexample has at most 2 states and 2 agents (the shrinking step's result), or, with
+    more agents, the vertex enumeration found no violation at any smaller size it covered exhaustively."""
+    record = search.load_record()["vertices"]
     for name in FAILING:
         data = json.loads(audit.counterexample_path(BY_NAME[name]).read_text())["exact"]
         states, agents, _, _ = search.size_key(data)
-        assert states <= 2 and agents <= 2, (name, states, agents)
+        assert states <= 2, (name, states)
+        if agents > 2:
+            smaller = [entry for size, entry in record[name].items() if vertices.vertex_sizes(size)[1] < agents]
+            assert smaller and all(entry["exhaustive"] and not entry["violated"] for entry in smaller), name
 
 
 def test_theorem3_sketch_counterexample_in_closed_form():
@@ -161,24 +166,41 @@ def test_the_record_covers_every_claim_and_agrees_with_the_counterexamples():
             assert "outside_assumption" in entry, claim.name
 
 
-def test_the_sketch_readings_its_argument_proves_hold_and_the_dpi_state_reading_fails():
+def test_the_sketch_readings_its_argument_proves_hold_and_the_readings_under_dpi_fail():
     for reading in PROVED_SKETCH_READINGS:
         assert f"theorem3-sketch-{reading}" not in FAILING
-    assert "theorem3-sketch-dpi-state" in FAILING
+    assert {"theorem3-sketch", "theorem3-sketch-dpi-state"} <= FAILING
+    assert {"theorem3-sketch" if r == "dpi" else f"theorem3-sketch-{r}" for r in FALSE_SKETCH_READINGS} <= FAILING
 
 
 def test_audit_statuses():
-    """Fails exactly where a counterexample is stored; Theorems 1-3 (sup-norm eps_FQI) hold without their shift term."""
+    """Fails exactly where a counterexample is stored; proved where the claim's proof uses proved claims only;
+    Theorems 1-3 (sup-norm eps_FQI) hold without their shift term; every other claim is labelled searched,
+    with the coverage of the searches."""
     reports = {report.name: report for report in audit.run_audit(n_examples=25, seed=1)}
+    proved = check_proofs(CLAIMS, FAILING)
     for claim in CLAIMS:
-        status = reports[claim.name].status
+        report = reports[claim.name]
         if claim.name in FAILING:
-            assert status == "fails", claim.name
+            assert report.status == "fails", claim.name
+        elif proved[claim.name]:
+            assert report.status == "proved" and report.how.startswith("proof"), claim.name
         elif claim.trivial_bound is not None:
-            assert status == "holds-trivially", claim.name
+            assert report.status == "proved-trivially" and report.how == claim.trivial_reason, claim.name
         else:
-            assert status == "holds", claim.name
-    assert {reports[name].status for name in ("theorem1", "theorem2", "theorem3")} == {"holds-trivially"}
+            assert report.status == "searched", claim.name
+            assert "vertices: all at" in report.how and "continuous:" in report.how, report.how
+    assert {reports[name].status for name in ("theorem1", "theorem2", "theorem3")} == {"proved-trivially"}
+    assert reports["lemma2-conditional"].status == "searched"
+
+
+def test_the_readme_table_is_the_generated_one():
+    """The README's audit table is ``python -m bounds.audit --markdown``'s output, line for line."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = audit.markdown_table(audit.run_audit(n_examples=5, seed=0))
+    assert table in readme
 
 
 def test_correlated_claims_are_searched_with_a_correlated_mu():
@@ -190,7 +212,7 @@ def test_cli_json_lists_every_claim(capsys):
     rows = json.loads(capsys.readouterr().out)
     assert [row["name"] for row in rows] == [claim.name for claim in CLAIMS]
     for row in rows:
-        assert row["status"] in {"holds", "holds-trivially", "fails"}
+        assert row["status"] in set(audit.STATUSES)
         assert (row["counterexample"] is not None) == (row["status"] == "fails")
         assert row["search"] is not None and "worst_ratio" in row["search"]
         if row["counterexample"]:
@@ -200,7 +222,8 @@ def test_cli_json_lists_every_claim(capsys):
 def test_cli_table(capsys):
     assert audit.main(["--examples", "2"]) == 0
     table = capsys.readouterr().out
-    assert "Lemma 1" in table and "fails" in table and "holds-trivially" in table and "search worst" in table
+    assert "Lemma 1" in table and "fails" in table and "proved-trivially" in table and "how it is known" in table
+    assert "searched" in table and "vertices: all at" in table
 
 
 def test_cli_refuses_an_unknown_claim(capsys):
