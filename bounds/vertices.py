@@ -698,3 +698,35 @@ def run_vertices(
                     progress(claim_name, name, entry)
             search.write_json(record_path, record)
     return record
+
+
+def coverage_table(record: dict, claims: list[Claim]) -> str:
+    """The vertex enumeration's coverage as a Markdown table: one row per size, one column per claim group.
+
+    A cell reads ``all N`` (every reduced vertex) or ``N of M`` (a stratified sample of the reduced set),
+    the unreduced count and the seconds the group took at that size.
+    """
+    entries = record.get("vertices", {})
+    by_group = groups(claims)
+    sizes = sorted(
+        {size for claim in claims for size in entries.get(claim.name, {})},
+        key=lambda name: (vertex_sizes(name)[0] * vertex_sizes(name)[2] ** vertex_sizes(name)[1], name),
+    )
+    header = ["size (SxNxA)", *(f"`{group[0].name}` +{len(group) - 1}" for group in by_group)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for size in sizes:
+        cells = [size]
+        for group in by_group:
+            entry = entries.get(group[0].name, {}).get(size)
+            if entry is None:
+                cells.append("-")
+                continue
+            if entry["exhaustive"]:
+                counted = f"all {entry['reduced']:,}"
+            else:
+                counted = f"{entry['evaluated']:,} of {entry['reduced']:,}"
+            unreduced = entry["unreduced"]
+            unreduced = f"{unreduced:.2g}" if isinstance(unreduced, int) else unreduced
+            cells.append(f"{counted} (of {unreduced}; {entry['seconds']:.0f} s)")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
