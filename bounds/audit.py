@@ -269,8 +269,8 @@ def main(argv=None) -> int:
         "--sizes",
         nargs="+",
         metavar="SxNxA",
-        default=[vertices.size_name(size) for size in vertices.DEFAULT_SIZES],
-        help="--vertices: states x agents x actions",
+        help="--vertices: states x agents x actions (default: 1x2x2 1x3x2 2x2x2 1x2x3 2x3x2 3x2x2, and 2x4x2 2x5x2 "
+        "for the claims that do not read the rewards)",
     )
     parser.add_argument(
         "--max-vertices",
@@ -296,7 +296,7 @@ def main(argv=None) -> int:
     if args.sample_vertices < 1:
         parser.error("--sample-vertices: must be at least 1")
     try:
-        sizes = [vertices.vertex_sizes(spec) for spec in args.sizes]
+        sizes = None if args.sizes is None else [vertices.vertex_sizes(spec) for spec in args.sizes]
     except ValueError as error:
         parser.error(str(error))
     unknown = sorted(set(args.claims or ()) - set(BY_NAME))

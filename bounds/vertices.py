@@ -57,8 +57,15 @@ GAMMAS = (0.001, 0.01, 0.03, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 
 MU_KINDS = {"factorized": ("deterministic", "one-agent-mixing"), "correlated": ("deterministic", "copying")}
 #: Vertices kept per claim and size for the refinement over gamma and the continuous search.
 KEEP = 6
-#: Sizes enumerated by ``python -m bounds.audit --vertices`` when none are given: (states, agents, actions).
-DEFAULT_SIZES = ((1, 2, 2), (1, 3, 2), (2, 2, 2), (1, 2, 3), (2, 3, 2), (3, 2, 2), (2, 4, 2))
+#: Sizes enumerated by ``python -m bounds.audit --vertices`` when none are given: (states, agents, actions) ...
+DEFAULT_SIZES = ((1, 2, 2), (1, 3, 2), (2, 2, 2), (1, 2, 3), (2, 3, 2), (3, 2, 2))
+#: ... and, for the claims that do not read the rewards (no Q*, so only the played rows of P), more agents.
+MORE_AGENTS = ((2, 4, 2), (2, 5, 2))
+
+
+def default_sizes(claim: Claim) -> tuple[tuple[int, int, int], ...]:
+    """The sizes ``--vertices`` enumerates for ``claim`` by default."""
+    return DEFAULT_SIZES if "rewards" in claim.reads else DEFAULT_SIZES + MORE_AGENTS
 #: Up to this many reduced vertices (per group of claims, size and behavior) all are evaluated ...
 MAX_VERTICES = 10_000_000
 #: ... above it a uniform sample of this many.
@@ -631,7 +638,7 @@ def size_name(size: tuple[int, int, int]) -> str:
 
 def run_vertices(
     claims: list[Claim],
-    sizes=DEFAULT_SIZES,
+    sizes=None,
     seed: int = 0,
     max_vertices: int = MAX_VERTICES,
     resume: bool = False,
@@ -641,6 +648,8 @@ def run_vertices(
     progress=None,
 ) -> dict:
     """Enumerate the vertices of every claim at every size; record each (claim, size) as it finishes.
+
+    ``sizes``: (states, agents, actions) for every claim; by default each claim's :func:`default_sizes`.
 
     The entries go to ``record["vertices"][claim][size]`` of the search record, written atomically after
     each group and size; with ``resume`` a (claim, size) already recorded with the same ``max_vertices``
@@ -655,13 +664,15 @@ def run_vertices(
     record = search.load_record(record_path)
     vertices = record.setdefault("vertices", {})
     settings = {"max_vertices": max_vertices, "sample_vertices": sample_vertices, "seed": seed}
-    for size in sorted(sizes, key=lambda s: (s[0] * s[2] ** s[1], s)):
+    every_size = set(sizes) if sizes is not None else {s for c in claims for s in default_sizes(c)}
+    for size in sorted(every_size, key=lambda s: (s[0] * s[2] ** s[1], s)):
         for group in groups(claims):
             name = size_name(size)
             todo = [
                 c
                 for c in group
-                if not (resume and {k: vertices.get(c.name, {}).get(name, {}).get(k) for k in settings} == settings)
+                if (sizes is not None or size in default_sizes(c))
+                and not (resume and {k: vertices.get(c.name, {}).get(name, {}).get(k) for k in settings} == settings)
             ]
             if not todo:
                 continue

@@ -144,11 +144,11 @@ def test_eq44_counterexample_numbers():
 
 
 def test_remark_counterexample_numbers():
-    """Two agents at TV 0.5 each: the per-agent sum 1.0 exceeds the joint TV 1 - 1/4 = 0.75."""
+    """One state, both agents deviating for sure: the per-agent sum 1 + 1 = 2 exceeds the joint TV, at most 1."""
     lhs, rhs = BY_NAME["remark-theorem1"].evaluate(
         Quantities(load_instance(COUNTEREXAMPLE_DIR / "remark-theorem1.json"))
     )
-    assert abs(lhs - 1.0) <= 1e-12 and abs(rhs - 0.75) <= 1e-12
+    assert abs(lhs - 2.0) <= 1e-12 and abs(rhs - 1.0) <= 1e-12
 
 
 def test_the_record_covers_every_claim_and_agrees_with_the_counterexamples():

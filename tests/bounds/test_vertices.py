@@ -276,7 +276,7 @@ def test_the_record_holds_the_vertex_enumeration_of_every_claim():
     failing = audit.failing_claims()
     for claim in CLAIMS:
         entries = record[claim.name]
-        assert {vertices.size_name(size) for size in vertices.DEFAULT_SIZES} <= set(entries), claim.name
+        assert {vertices.size_name(size) for size in vertices.default_sizes(claim)} <= set(entries), claim.name
         for size, entry in entries.items():
             assert entry["evaluated"] == entry["reduced"] or not entry["exhaustive"], (claim.name, size)
             if entry["violated"]:
@@ -330,3 +330,46 @@ def test_cli_refuses_a_bad_size(sizes, capsys):
     with pytest.raises(SystemExit) as stop:
         audit.main(["--vertices", "--sizes", *sizes])
     assert stop.value.code == 2 and "--sizes:" in capsys.readouterr().err
+
+
+def _one_deviator_family(n: int, gamma: Fraction) -> dict:
+    """The shape of the vertex that breaks Theorem 3's sketch, for n agents: two states, mu plays 0, the last
+    agent deviates in both states, w puts k = 1 at the start s0 and k = n at s1; mu's joint action moves s0 to
+    s1 and keeps s1, the last agent's deviation alone keeps s0 and moves s1 back to s0."""
+    sizes = (2,) * n
+    P = np.empty((2, *sizes), dtype=object)
+    for state in range(2):
+        for joint in itertools.product((0, 1), repeat=n):
+            deviation = joint == (0,) * (n - 1) + (1,)
+            P[(state, *joint)] = ["1", "0"] if deviation else ["0", "1"]
+    point = [["1", "0"], ["1", "0"]]
+    return {
+        "P": P.tolist(),
+        "R": np.full((2, *sizes), "0", dtype=object).tolist(),
+        "d0": ["1", "0"],
+        "gamma": str(gamma),
+        "mu": {"factors": [point] * n},
+        "pi": [point] * (n - 1) + [[["0", "1"], ["0", "1"]]],
+        "subset": list(range(n)),
+        "q_hat": np.full((2, *sizes), "0", dtype=object).tolist(),
+        "weights": [["1"] + ["0"] * (n - 1), ["0"] * (n - 1) + ["1"]],
+    }
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5])
+def test_the_sketch_fails_more_as_agents_are_added_in_closed_form(n):
+    """On the family above d^pi stays at s0 (k_eff = 1) and TVbar = 1/n, so the sketch's right side is
+    gamma/((1-gamma) n); pi_w leaves s0 w.p. (n-1)/n and returns from s1 at once, so
+    d^{pi_w}(s0) = 1 / (1 + gamma (n-1)/n) and W1(d^{pi_w}, d^mu) = d^{pi_w}(s0) - (1 - gamma). To first order in
+    gamma the ratio is 1 + gamma ((n-1)^2/n - 1): at small gamma the sketch holds for 2 agents and fails from 3
+    on, more with every agent (the vertex enumeration's worst: 1.013 with 3 agents, 1.25 with 5, this family)."""
+    gamma = Fraction(1, 12)
+    exact = Quantities(Problem.from_json(_one_deviator_family(n, gamma), exact=True))
+    lhs, rhs = BY_NAME["theorem3-sketch"].evaluate(exact)
+    assert lhs == 1 / (1 + gamma * Fraction(n - 1, n)) - (1 - gamma)
+    assert rhs == gamma / ((1 - gamma) * n)
+    assert (lhs > rhs) == (n >= 3)
+    smaller = Quantities(Problem.from_json(_one_deviator_family(n - 1, gamma), exact=True)) if n > 2 else None
+    if smaller is not None:
+        smaller_lhs, smaller_rhs = BY_NAME["theorem3-sketch"].evaluate(smaller)
+        assert lhs / rhs > smaller_lhs / smaller_rhs  # the violation grows with the number of agents
