@@ -736,8 +736,7 @@ def coverage_table(record: dict, claims: list[Claim]) -> str:
                 counted = f"all {entry['reduced']:,}"
             else:
                 counted = f"{entry['evaluated']:,} of {entry['reduced']:,}"
-            unreduced = entry["unreduced"]
-            unreduced = f"{unreduced:.2g}" if isinstance(unreduced, int) else unreduced
+            unreduced = f"{float(entry['unreduced']):.2g}"  # a string beyond 2^53 (see _big)
             cells.append(f"{counted} (of {unreduced}; {entry['seconds']:.0f} s)")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

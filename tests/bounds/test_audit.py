@@ -195,12 +195,14 @@ def test_audit_statuses():
 
 
 def test_the_readme_table_is_the_generated_one():
-    """The README's audit table is ``python -m bounds.audit --markdown``'s output, line for line."""
+    """The README's audit table is ``python -m bounds.audit --markdown``'s output, line for line, and its
+    coverage table is :func:`bounds.vertices.coverage_table` of the committed record."""
     from pathlib import Path
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     table = audit.markdown_table(audit.run_audit(n_examples=5, seed=0))
     assert table in readme
+    assert vertices.coverage_table(search.load_record(), CLAIMS) in readme
 
 
 def test_correlated_claims_are_searched_with_a_correlated_mu():
