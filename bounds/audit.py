@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,7 @@ import numpy as np
 
 from . import search, vertices
 from .claims import BY_NAME, CLAIMS, Claim, check_proofs
-from .instances import COUNTEREXAMPLE_DIR, load_instance, random_instance
+from .instances import COUNTEREXAMPLE_DIR, InstanceFileError, load_instance, random_instance
 from .quantities import Quantities
 from .search import violated
 
@@ -249,6 +250,55 @@ def markdown_table(reports: list[ClaimReport]) -> str:
     return "\n".join(lines)
 
 
+def _run(args, claims: list[Claim], sizes) -> None:
+    notes: list[str] = []
+    if args.search:
+
+        def progress(name, entry):
+            print(f"searched {name}: worst {_number(entry['worst_ratio'])}, violated {entry['violated']}", flush=True)
+
+        search.run_search(
+            claims,
+            args.budget_s,
+            args.seed,
+            args.workers,
+            resume=args.resume,
+            progress=progress,
+            replace=args.replace,
+            notes=notes,
+        )
+    if args.vertices:
+
+        def vertex_progress(name, size, entry):
+            how = "all" if entry["exhaustive"] else "sampled"
+            print(
+                f"vertices {size} {name}: {entry['evaluated']} of {entry['reduced']} ({how}), "
+                f"worst {_number(entry.get('worst_ratio'))} at gamma {entry.get('worst_gamma')}, {entry['seconds']} s",
+                flush=True,
+            )
+
+        vertices.run_vertices(
+            claims,
+            sizes,
+            args.seed,
+            args.max_vertices,
+            args.resume,
+            sample_vertices=args.sample_vertices,
+            progress=vertex_progress,
+            replace=args.replace,
+            notes=notes,
+        )
+    reports = run_audit(args.examples, args.seed, claims)
+    if args.json:
+        print(json.dumps([report.as_dict() for report in reports], indent=1))
+    elif args.markdown:
+        print(markdown_table(reports))
+    else:
+        print(format_table(reports))
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr, flush=True)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bounds.audit",
@@ -262,7 +312,14 @@ def main(argv=None) -> int:
     parser.add_argument("--search", action="store_true", help="run the counterexample search and rewrite its record")
     parser.add_argument("--budget-s", type=float, default=DEFAULT_BUDGET_S, help="--search: seconds of search in all")
     parser.add_argument("--workers", type=int, default=2, help="--search: worker processes")
-    parser.add_argument("--resume", action="store_true", help="--search: keep the claims the record already has")
+    parser.add_argument(
+        "--resume", action="store_true", help="--search / --vertices: continue an unfinished run, keep what it did"
+    )
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="--search / --vertices: let weaker results replace the recorded ones (and rebuild a damaged record)",
+    )
     parser.add_argument("--claims", nargs="+", metavar="NAME", help="only these claims (names of bounds.claims)")
     parser.add_argument("--vertices", action="store_true", help="enumerate the vertices and record what they reach")
     parser.add_argument(
@@ -287,8 +344,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.examples < 1:
         parser.error("--examples: must be at least 1")
-    if args.budget_s <= 0:
-        parser.error("--budget-s: must be positive")
+    if not (math.isfinite(args.budget_s) and args.budget_s > 0):
+        parser.error(f"--budget-s: must be finite and positive, got {args.budget_s}")
     if args.workers < 1:
         parser.error("--workers: must be at least 1")
     if args.max_vertices < 1:
@@ -303,38 +360,11 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"--claims: unknown claim(s) {', '.join(unknown)}")
     claims = [BY_NAME[name] for name in args.claims] if args.claims else CLAIMS
-    if args.search:
-
-        def progress(name, entry):
-            print(f"searched {name}: worst {_number(entry['worst_ratio'])}, violated {entry['violated']}", flush=True)
-
-        search.run_search(claims, args.budget_s, args.seed, args.workers, resume=args.resume, progress=progress)
-    if args.vertices:
-
-        def vertex_progress(name, size, entry):
-            how = "all" if entry["exhaustive"] else "sampled"
-            print(
-                f"vertices {size} {name}: {entry['evaluated']} of {entry['reduced']} ({how}), "
-                f"worst {_number(entry.get('worst_ratio'))} at gamma {entry.get('worst_gamma')}, {entry['seconds']} s",
-                flush=True,
-            )
-
-        vertices.run_vertices(
-            claims,
-            sizes,
-            args.seed,
-            args.max_vertices,
-            args.resume,
-            sample_vertices=args.sample_vertices,
-            progress=vertex_progress,
-        )
-    reports = run_audit(args.examples, args.seed, claims)
-    if args.json:
-        print(json.dumps([report.as_dict() for report in reports], indent=1))
-    elif args.markdown:
-        print(markdown_table(reports))
-    else:
-        print(format_table(reports))
+    try:
+        _run(args, claims, sizes)
+    except (search.RecordError, InstanceFileError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

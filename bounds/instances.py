@@ -65,6 +65,10 @@ class Instance:
         )
 
 
+class InstanceFileError(ValueError):
+    """A stored instance (counterexample, worst instance) that cannot be read."""
+
+
 def save_instance(instance: Instance, path, note: str = "") -> None:
     """Write ``instance`` (and a human note: which claim it breaks and by how much) as JSON, atomically."""
     path = Path(path)
@@ -79,7 +83,11 @@ def load_instance(path) -> Instance:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"path: no counterexample file at {path}")
-    return Instance.from_json(json.loads(path.read_text())["instance"])
+    try:
+        return Instance.from_json(json.loads(path.read_text())["instance"])
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as error:
+        reason = f"missing key {error}" if isinstance(error, KeyError) else str(error).splitlines()[0]
+        raise InstanceFileError(f"{path}: damaged instance file ({reason}); restore it with git checkout") from None
 
 
 def random_instance(rng: np.random.Generator) -> Instance:

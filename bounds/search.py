@@ -600,7 +600,10 @@ def store_counterexample(
     name = (claim.counterexample or f"{claim.name}.json") if inside else f"{claim.name}-outside-assumption.json"
     path = directory / name
     if path.is_file():
-        existing = json.loads(path.read_text())
+        try:
+            existing = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            existing = {}  # a damaged file is replaced by the verified instance
         if "exact" in existing and size_key(existing["exact"]) <= size_key(exact_data):
             return path
     S, sizes = len(exact_data["P"]), np.array(exact_data["P"], dtype=object).shape[1:-1]
@@ -726,6 +729,53 @@ def search_one(args) -> tuple[str, dict]:
     return claim.name, entry
 
 
+class RecordError(ValueError):
+    """A record file that cannot be read (damaged JSON, or not a record)."""
+
+
+#: Where a search keeps its own worst instances until its record is accepted (``<worst_dir>/.pending``).
+PENDING = ".pending"
+
+
+def pending_record_path(record_path: Path) -> Path:
+    """The record a running search writes, next to the committed one (``search_record.pending.json``)."""
+    return record_path.with_name(f"{record_path.stem}.pending{record_path.suffix}")
+
+
+def stronger_or_equal(new: dict, old: dict | None) -> bool:
+    """Whether a continuous-search entry may replace ``old``: no old entry, or a budget at least as large."""
+    return old is None or float(new.get("budget_s", 0.0)) >= float(old.get("budget_s", 0.0))
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Pool initializer: the worker exits once its parent is gone (a killed search leaves no worker behind)."""
+    import threading
+
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _move_worst(entry: dict, staging: Path, worst_dir: Path) -> None:
+    """Move an accepted entry's worst instances from ``staging`` into ``worst_dir``; rewrite their paths."""
+    for part in (entry, entry.get("outside_assumption") or {}):
+        if part.get("worst_instance"):
+            source = staging / Path(part["worst_instance"]).name
+            target = worst_dir / source.name
+            if source.is_file():
+                os.replace(source, target)
+            part["worst_instance"] = _relative(target)
+
+
+def _drop_worst(entry: dict, staging: Path) -> None:
+    for part in (entry, entry.get("outside_assumption") or {}):
+        if part.get("worst_instance"):
+            (staging / Path(part["worst_instance"]).name).unlink(missing_ok=True)
+
+
 def run_search(
     claims: list[Claim],
     budget_s: float,
@@ -736,38 +786,77 @@ def run_search(
     progress=None,
     worst_dir: Path | None = None,
     counterexample_dir: Path | None = None,
+    replace: bool = False,
+    notes: list | None = None,
 ) -> dict:
-    """Search every claim, ``budget_s`` seconds in all over ``workers`` processes; write the record.
+    """Search every claim, ``budget_s`` seconds in all over ``workers`` processes; merge into the record.
 
-    The record (``bounds/search_record.json``) is rewritten after each claim, atomically, so a killed
-    search keeps what it finished; with ``resume`` the claims already recorded under the same
-    per-claim budget and seed are skipped. Entries of claims not searched now are kept as they are.
+    The committed record (``bounds/search_record.json``) is a result, not a scratch file: the search
+    writes its own record next to it (:func:`pending_record_path`, rewritten atomically after each claim)
+    and its worst instances under ``<worst_dir>/.pending``. Only when every claim is done does it merge, claim
+    by claim: an entry replaces the committed one when its budget is at least as large
+    (:func:`stronger_or_equal`) or with ``replace``; otherwise the committed entry and worst instance stay,
+    and ``notes`` says so. A killed search leaves the committed record as it was; ``resume`` continues its
+    own record, whatever budget it was run with, and says what it kept. ``replace`` also rebuilds a damaged
+    committed record from scratch. Exact counterexamples are stored as found (a smaller one is kept).
     """
     from multiprocessing import get_context
 
+    if not (np.isfinite(budget_s) and budget_s > 0):
+        raise ValueError(f"budget_s: must be finite and positive, got {budget_s}")
+    notes = [] if notes is None else notes
     record_path = RECORD_PATH if record_path is None else Path(record_path)
     worst_dir = WORST_DIR if worst_dir is None else Path(worst_dir)
     counterexample_dir = COUNTEREXAMPLE_DIR if counterexample_dir is None else Path(counterexample_dir)
-    previous = load_record(record_path)
-    per_claim = budget_s * workers / max(1, len(claims))
+    staging = worst_dir / PENDING
+    try:
+        committed = load_record(record_path)
+    except RecordError as error:
+        if not replace:
+            raise
+        notes.append(f"rebuilding the record from scratch: {error}")
+        committed = {"claims": {}}
+    pending_path = pending_record_path(record_path)
     searched = {claim.name for claim in claims}
-    kept = {
-        name: entry
-        for name, entry in previous.get("claims", {}).items()
-        if name not in searched or (resume and (entry.get("budget_s"), entry.get("seed")) == (per_claim, seed))
-    }
-    record = {"budget_s": budget_s, "seed": seed, "workers": workers, "claims": kept}
-    if "vertices" in previous:
-        record["vertices"] = previous["vertices"]  # the vertex enumeration's entries are not this search's
-    jobs = [(c.name, per_claim, seed, worst_dir, counterexample_dir) for c in claims if c.name not in kept]
-    with get_context("spawn").Pool(workers) as pool:
+    pending_claims = {}
+    if resume and pending_path.is_file():
+        pending_claims = {k: v for k, v in load_record(pending_path).get("claims", {}).items() if k in searched}
+        budgets = sorted({float(v.get("budget_s", 0.0)) for v in pending_claims.values()})
+        notes.append(
+            f"resume: kept {len(pending_claims)} claim(s) of the unfinished search in {pending_path.name}"
+            + (f" (per-claim budgets {', '.join(f'{b:.3g} s' for b in budgets)})" if budgets else "")
+        )
+    per_claim = budget_s * workers / max(1, len(claims))
+    pending = {"budget_s": budget_s, "seed": seed, "workers": workers, "claims": pending_claims}
+    jobs = [(c.name, per_claim, seed, staging, counterexample_dir) for c in claims if c.name not in pending_claims]
+    staging.mkdir(parents=True, exist_ok=True)
+    with get_context("spawn").Pool(workers, initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
         for name, entry in pool.imap_unordered(search_one, jobs):
-            record["claims"][name] = entry
-            record["claims"] = dict(sorted(record["claims"].items(), key=lambda kv: _order(claims, kv[0])))
-            write_json(record_path, record)
+            pending["claims"][name] = entry
+            write_json(pending_path, pending)
             if progress is not None:
                 progress(name, entry)
-    return record
+    merged = dict(committed)
+    merged_claims = dict(committed.get("claims", {}))
+    for name, entry in pending["claims"].items():
+        old = merged_claims.get(name)
+        if replace or stronger_or_equal(entry, old):
+            _move_worst(entry, staging, worst_dir)
+            merged_claims[name] = entry
+        else:
+            _drop_worst(entry, staging)
+            notes.append(
+                f"{name}: kept the committed entry (budget {old.get('budget_s')} s > {entry.get('budget_s')} s; "
+                "--replace to overwrite it)"
+            )
+    if replace or not committed.get("claims"):
+        merged.update(budget_s=budget_s, seed=seed, workers=workers)
+    merged["claims"] = dict(sorted(merged_claims.items(), key=lambda kv: _order(claims, kv[0])))
+    write_json(record_path, merged)
+    pending_path.unlink(missing_ok=True)
+    if staging.is_dir() and not any(staging.iterdir()):
+        staging.rmdir()
+    return merged
 
 
 def _order(claims: list[Claim], name: str) -> int:
@@ -776,6 +865,16 @@ def _order(claims: list[Claim], name: str) -> int:
 
 
 def load_record(path: Path | None = None) -> dict:
-    """The last recorded search (an empty record when none is stored)."""
+    """The last recorded search (an empty record when none is stored); a damaged file is a :class:`RecordError`."""
     path = RECORD_PATH if path is None else Path(path)
-    return json.loads(path.read_text()) if path.is_file() else {"claims": {}}
+    if not path.is_file():
+        return {"claims": {}}
+    try:
+        record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise RecordError(
+            f"{path}: damaged record ({error}); restore it (git checkout -- {path.name}) or rebuild it with --replace"
+        ) from None
+    if not isinstance(record, dict) or not isinstance(record.get("claims", {}), dict):
+        raise RecordError(f"{path}: not a search record (no 'claims' table); restore it or rebuild it with --replace")
+    return record

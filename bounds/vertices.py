@@ -200,7 +200,8 @@ class Space:
         return self.n_states**rows * signs
 
     def unreduced_count(self) -> int:
-        """Vertices before any reduction (every point mass, d0 and behavior action, every subset, weight, sign)."""
+        """Vertices before any reduction: every next state of every row, d0, action of pi_i (and of a deterministic
+        mu_i), subset, weight and sign. A mixed behavior counts once (its relabelings are not counted)."""
         S, n, A, J = self.n_states, self.n_agents, self.n_actions, self.n_joint
         count = S ** (S * J) * S * A ** (n * S) * (A ** (n * S) if self.mu_kind == "deterministic" else 1)
         count *= 2**n if "subset" in self.reads else 1
@@ -632,6 +633,13 @@ def _big(n: int):
 # --- every claim at every size: the record ---------------------------------------------------------
 
 
+def covers_as_much(new: dict, old: dict | None) -> bool:
+    """Whether a vertex entry may replace ``old``: none, or exhaustive, or at least as many vertices of a sample."""
+    if old is None or new["exhaustive"]:
+        return True
+    return not old["exhaustive"] and new["evaluated"] >= old["evaluated"]
+
+
 def size_name(size: tuple[int, int, int]) -> str:
     return "x".join(map(str, size))
 
@@ -646,6 +654,8 @@ def run_vertices(
     sample_vertices: int = SAMPLE_VERTICES,
     counterexample_dir=None,
     progress=None,
+    replace: bool = False,
+    notes: list | None = None,
 ) -> dict:
     """Enumerate the vertices of every claim at every size; record each (claim, size) as it finishes.
 
@@ -655,12 +665,15 @@ def run_vertices(
     each group and size; with ``resume`` a (claim, size) already recorded with the same ``max_vertices``
     and seed is skipped. A violation is exact (the vertex and its ``gamma`` are rational): it is stored as
     a counterexample when the vertex lies inside the claim's assumptions and is smaller than the stored one.
+    A new entry replaces a recorded one only when it covers at least as much (:func:`covers_as_much`) or with
+    ``replace``; otherwise the recorded entry stays and ``notes`` says so.
     """
     from . import search
     from .instances import COUNTEREXAMPLE_DIR
 
     record_path = search.RECORD_PATH if record_path is None else record_path
     counterexample_dir = COUNTEREXAMPLE_DIR if counterexample_dir is None else counterexample_dir
+    notes = [] if notes is None else notes
     record = search.load_record(record_path)
     vertices = record.setdefault("vertices", {})
     settings = {"max_vertices": max_vertices, "sample_vertices": sample_vertices, "seed": seed}
@@ -704,7 +717,14 @@ def run_vertices(
                                 claim, data, exact_lhs, exact_rhs, origin, counterexample_dir
                             )
                             entry.update(violated=True, counterexample=search._relative(path))
-                vertices.setdefault(claim_name, {})[name] = entry
+                old = vertices.get(claim_name, {}).get(name)
+                if replace or covers_as_much(entry, old):
+                    vertices.setdefault(claim_name, {})[name] = entry
+                else:
+                    notes.append(
+                        f"{claim_name} {name}: kept the recorded entry ({old['evaluated']:,} vertices"
+                        f"{', all' if old['exhaustive'] else ''}; --replace to overwrite it)"
+                    )
                 if progress is not None:
                     progress(claim_name, name, entry)
             search.write_json(record_path, record)
