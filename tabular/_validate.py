@@ -29,6 +29,13 @@ SUM_TOL = 1e-9
 MEMORY_LIMIT_BYTES = 4 * 2**30
 
 
+def check_seed(seed, name: str = "seed") -> int:
+    """``seed`` as an ``int`` when it is a non-negative integer (numpy's generators refuse the rest less clearly)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"{name}: must be a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
 def format_bytes(n_bytes: int) -> str:
     """``n_bytes`` in B, KiB, MiB, GiB, TiB or PiB with three significant digits."""
     value = float(n_bytes)

@@ -16,7 +16,7 @@ from functools import cached_property
 
 import numpy as np
 
-from ._validate import as_float_array, check_distributions, check_memory, joint_actions_text
+from ._validate import as_float_array, check_distributions, check_memory, check_seed, joint_actions_text
 from .validation import check_gamma, check_size
 
 #: Rewards may exceed 1 in magnitude by this much (decimal round-off), no more.
@@ -51,7 +51,7 @@ class DecMDP:
         if R.shape != P.shape[:-1]:
             raise ValueError(f"R: expected shape {P.shape[:-1]} (S, A_1, ..., A_n) to match P, got {R.shape}")
         if np.abs(R).max() > 1.0 + REWARD_TOL:
-            raise ValueError(f"R: rewards must satisfy |R| <= 1, got max |R| = {np.abs(R).max():.6g}")
+            raise ValueError(f"R: rewards must satisfy |R| <= 1, got max |R| = {float(np.abs(R).max())!r}")
         d0 = as_float_array("d0", d0, ndim=1)
         if d0.shape != (n_states,):
             raise ValueError(f"d0: expected shape ({n_states},) to match P, got {d0.shape}")
@@ -174,7 +174,7 @@ def random_decmdp(
             )
         ],
     )
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     shape = (n_states, *action_sizes)
     if deterministic:
         next_state = rng.integers(n_states, size=shape)

@@ -11,7 +11,14 @@ import math
 
 import numpy as np
 
-from ._validate import as_float_array, check_distributions, check_memory, check_subset, joint_actions_text
+from ._validate import (
+    as_float_array,
+    check_distributions,
+    check_memory,
+    check_seed,
+    check_subset,
+    joint_actions_text,
+)
 from .mdp import DecMDP
 
 
@@ -189,7 +196,7 @@ def random_factorized_policy(
     """
     if concentration <= 0:
         raise ValueError(f"concentration: must be positive, got {concentration}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     return FactorizedPolicy(
         [_random_rows(rng, mdp.n_states, a, concentration, deterministic) for a in mdp.action_sizes]
     )
@@ -212,7 +219,7 @@ def random_correlated_policy(
         raise ValueError(f"correlation: must lie in [0, 1], got {correlation}")
     # the independent and shared parts, their mix (two temporaries) and JointPolicy's validated copy
     _check_joint_memory("mdp", mdp.n_states, mdp.action_sizes, 5, "joint policy arrays")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     independent = random_factorized_policy(mdp, int(rng.integers(2**63)), concentration=concentration).joint()
     n_signals = max(mdp.action_sizes)
     signal = rng.dirichlet(np.ones(n_signals), size=mdp.n_states)  # [S, Z]
@@ -246,7 +253,7 @@ def policy_at_distance(mu_i, distance: float, seed: int) -> np.ndarray:
     check_distributions("mu_i", mu_i, n_leading=1)
     if not 0.0 <= distance <= 1.0:
         raise ValueError(f"distance: must lie in [0, 1], got {distance}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     pi_i = mu_i.copy()
     if distance == 0.0:
         return pi_i
@@ -271,7 +278,7 @@ def perturbed_policy(mu: Policy, distances, seed: int) -> FactorizedPolicy:
     """
     marginals = mu.marginals()
     distances = np.broadcast_to(np.asarray(distances, dtype=float), (len(marginals),))
-    seeds = np.random.default_rng(seed).integers(2**63, size=len(marginals))
+    seeds = np.random.default_rng(check_seed(seed)).integers(2**63, size=len(marginals))
     return FactorizedPolicy(
         [policy_at_distance(m, float(d), int(k)) for m, d, k in zip(marginals, distances, seeds, strict=True)]
     )

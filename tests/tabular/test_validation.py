@@ -485,3 +485,24 @@ def test_policies_refuse_complex_arrays():
         tabular.JointPolicy(np.full((S, *ACTIONS), 0.25 + 1e-3j))
     with pytest.raises(ValueError, match=r"^mu_i: has complex entries"):
         tabular.policy_at_distance([[0.5 + 0j, 0.5]], 0.1, seed=0)
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, "3", True, None])
+def test_a_bad_seed_is_named(seed):
+    """Every seeded generator refuses a seed that is not a non-negative integer, in its own words."""
+    mdp = tabular.random_decmdp(2, (2,), 0.5, 0)
+    calls = [
+        lambda: tabular.random_decmdp(2, (2,), 0.5, seed),
+        lambda: tabular.random_factorized_policy(mdp, seed),
+        lambda: tabular.random_correlated_policy(mdp, seed),
+        lambda: tabular.perturbed_policy(tabular.random_factorized_policy(mdp, 0), 0.1, seed),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match=r"seed: must be a non-negative integer, got "):
+            call()
+
+
+def test_a_reward_just_above_one_is_printed_as_it_is():
+    P = np.ones((1, 2, 1))
+    with pytest.raises(ValueError, match=r"got max \|R\| = 1\.0000001$"):
+        tabular.DecMDP(P, np.array([[1.0000001, 0.0]]), np.ones(1), 0.5)
