@@ -174,6 +174,11 @@ def _lemma2_conditional(q: Quantities):
     return lhs, q.scale * (q.subset_tv_sum() + q.kappa)
 
 
+def _lemma2_conditional_corrected(q: Quantities):
+    lhs = tv(q.named_occupancy("mixed_conditional"), q.named_occupancy("mu_joint"))
+    return lhs, q.scale * (q.subset_tv_sum() + 2 * q.kappa)
+
+
 # --- the remark after Theorem 1 ------------------------------------------------------------------
 
 
@@ -429,7 +434,7 @@ def _theorem3_claims() -> list[Claim]:
                 counterexample=f"theorem3-sketch{suffix}.json" if reading in FALSE_SKETCH_READINGS else None,
                 corrects=_SKETCH_CORRECTS.get(reading, ()),
                 proof=_THEOREM3_SKETCH_PROOF if reading in PROVED_SKETCH_READINGS else "",
-                uses=("eq25",) if reading in PROVED_SKETCH_READINGS else (),
+                uses=("eq20", "eq22", "eq24", "eq25") if reading in PROVED_SKETCH_READINGS else (),
             ),
         ]
     return claims
@@ -477,6 +482,24 @@ CLAIMS: list[Claim] = [
         "W1(d^{pi_S x mu_-S}, d^mu) <= gamma/(1-gamma) (sum_{i in S} TV(pi_i, mu_i) + kappa), mu_-S the joint marginal",
         _lemma2_conditional,
         behavior=CORRELATED,
+        counterexample="lemma2-conditional.json",
+    ),
+    Claim(
+        "lemma2-conditional-corrected",
+        "Lemma 2, others keep their correlation (corrected)",
+        "W1(d^{pi_S x mu_-S}, d^mu) <= gamma/(1-gamma) (sum_{i in S} TV(pi_i, mu_i) + 2 kappa), mu_-S the joint "
+        "marginal",
+        _lemma2_conditional_corrected,
+        behavior=CORRELATED,
+        corrects=("lemma2-conditional",),
+        proof=(
+            "the argument of eq. 20, 22, 24 for pi_S x mu_-S against the correlated mu; per state "
+            "TV(pi_S x mu_-S, mu) <= TV(pi_S x mu_-S, mu_S^(x) x mu_-S) + TV(mu_S^(x) x mu_-S, mu^(x)) "
+            "+ TV(mu^(x), mu): "
+            "the first is at most sum_{i in S} TV(pi_i, mu_i) (eq. 25, the common factor mu_-S), the second is "
+            "TV(mu_-S, mu_-S^(x)) <= TV(mu, mu^(x)) = kappa (a marginal is no farther from the product of its "
+            "marginals), the third kappa; the factor 2 is needed (ratio 1.9 as a0 = 1 becomes rare)"
+        ),
     ),
     Claim(
         "remark-theorem1",
@@ -726,6 +749,7 @@ _CORRECTION_USES: dict[str, tuple[str, ...]] = {
     "state-action-shift": ("lemma1-state-action-corrected",),
     "theorem1-in-distribution-corrected": ("eq37", "eq9", "eq51", "eq25"),
     "theorem2-in-distribution-corrected": ("eq37", "eq9", "lemma2", "eq25"),
+    "lemma2-conditional-corrected": ("eq20", "eq22", "eq24", "eq25"),
     "proposition1-full-gradient-corrected": ("proposition1",),
 }
 

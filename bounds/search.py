@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -817,10 +818,10 @@ def run_search(
         notes.append(f"rebuilding the record from scratch: {error}")
         committed = {"claims": {}}
     pending_path = pending_record_path(record_path)
-    searched = {claim.name for claim in claims}
     pending_claims = {}
     if resume and pending_path.is_file():
-        pending_claims = {k: v for k, v in load_record(pending_path).get("claims", {}).items() if k in searched}
+        # every finished entry of the unfinished search is kept and merged, requested now or not
+        pending_claims = dict(load_record(pending_path).get("claims", {}))
         budgets = sorted({float(v.get("budget_s", 0.0)) for v in pending_claims.values()})
         notes.append(
             f"resume: kept {len(pending_claims)} claim(s) of the unfinished search in {pending_path.name}"
@@ -829,6 +830,10 @@ def run_search(
     per_claim = budget_s * workers / max(1, len(claims))
     pending = {"budget_s": budget_s, "seed": seed, "workers": workers, "claims": pending_claims}
     jobs = [(c.name, per_claim, seed, staging, counterexample_dir) for c in claims if c.name not in pending_claims]
+    if not resume and pending_path.is_file():
+        notes.append(f"discarded the unfinished search in {pending_path.name} (--resume continues one)")
+        pending_path.unlink()
+        shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True, exist_ok=True)
     with get_context("spawn").Pool(workers, initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
         for name, entry in pool.imap_unordered(search_one, jobs):
@@ -854,8 +859,7 @@ def run_search(
     merged["claims"] = dict(sorted(merged_claims.items(), key=lambda kv: _order(claims, kv[0])))
     write_json(record_path, merged)
     pending_path.unlink(missing_ok=True)
-    if staging.is_dir() and not any(staging.iterdir()):
-        staging.rmdir()
+    shutil.rmtree(staging, ignore_errors=True)  # whatever no accepted entry names
     return merged
 
 

@@ -26,13 +26,20 @@ Mixed vertices where a claim's assumptions need them: a factorized ``mu`` with o
 uniformly over two actions, and a correlated ``mu`` under which the agents copy one another (half on
 all-0, half on all-1, ``kappa = 1 - 2^(1-n)``... for two agents ``1/2``).
 
+What it does not cover: mixed learned policies ``pi`` (only point masses; the climb from the best vertex
+moves into the interior), deviations outside a mixing ``mu``'s support with three actions or more, and
+the position of the mixing agent for the ordered claims eq. 49-50 (it is always agent 0). A review found
+``lemma2-conditional`` false on exactly such an instance (a mixed ``pi_0 = mu_0`` beside a correlated
+``mu`` with small ``kappa``); no enumeration here could have.
+
 Each vertex is evaluated on a grid of ``gamma`` in float, thousands at once (a batch of
 :class:`bounds.quantities.Quantities`). The best vertices of each claim are then refined over
 ``gamma`` (a fine grid, then Brent's bounded method between its neighbors) and evaluated in exact
 rational arithmetic at a rational ``gamma`` near the maximum: the recorded worst ratio of a vertex is exact
 at that ``gamma``. Where the reduced count is above ``max_vertices`` a seeded sample of ``sample_vertices``
-of the reduced set is evaluated instead, stratified by skeleton (each skeleton gets an even share, uniform
-within it; skeletons smaller than their share are taken whole), and the record says so.
+of the reduced set is evaluated instead, stratified by skeleton (each skeleton gets an even share of uniform
+draws with replacement, so a few may repeat; skeletons smaller than their share are taken whole), and the
+record says so. For an identity (Proposition 1) the recorded ``worst_ratio`` is the largest relative gap.
 """
 
 from __future__ import annotations
@@ -634,8 +641,9 @@ def _big(n: int):
 
 
 def covers_as_much(new: dict, old: dict | None) -> bool:
-    """Whether a vertex entry may replace ``old``: none, or exhaustive, or at least as many vertices of a sample."""
-    if old is None or new["exhaustive"]:
+    """Whether a vertex entry may replace ``old``: none, a violation (exact), exhaustive, or a sample at least as
+    large."""
+    if old is None or new["exhaustive"] or new.get("violated"):
         return True
     return not old["exhaustive"] and new["evaluated"] >= old["evaluated"]
 

@@ -147,3 +147,22 @@ def test_a_smaller_vertex_run_keeps_the_recorded_entries(tmp_path):
     assert any("lemma1 2x2x2: kept the recorded entry" in note for note in notes)
     record = vertices.run_vertices(claims, [(2, 2, 2)], max_vertices=10, sample_vertices=50, replace=True, **paths)
     assert not record["vertices"]["lemma1"]["2x2x2"]["exhaustive"]
+
+
+def test_resume_merges_every_finished_entry_and_leaves_no_staged_file(committed, tmp_path):
+    """An unfinished search's entries are merged on --resume even for claims not asked for now, their staged
+    worst instances are moved into place, and nothing is left under worst/.pending."""
+    entry = json.loads(committed.read_text())["claims"]["eq44"]
+    staging = tmp_path / "worst" / search.PENDING
+    staging.mkdir()
+    (staging / "eq44.json").write_text((tmp_path / "worst" / "eq44.json").read_text())
+    (staging / "orphan.json").write_text("{}")
+    pending_entry = {**entry, "budget_s": 5.0, "worst_instance": "bounds/worst/.pending/eq44.json"}
+    search.pending_record_path(committed).write_text(json.dumps({"claims": {"eq44": pending_entry}}))
+    notes: list[str] = []
+    record = search.run_search([BY_NAME["eq22"]], 1.0, workers=1, resume=True, notes=notes, **_paths(tmp_path))
+    assert record["claims"]["eq44"]["budget_s"] == 5.0 and record["claims"]["eq44"]["worst_instance"].endswith(
+        "worst/eq44.json"
+    )
+    assert not staging.exists() and not search.pending_record_path(committed).exists()
+    assert "resume: kept 1 claim(s)" in notes[0]
