@@ -92,15 +92,28 @@ def test_every_correction_carries_its_proof_and_corrects_a_failing_claim():
             assert claim.name not in FAILING, f"the correction {claim.name} fails itself"
 
 
+#: Failing claims whose smallest counterexample needs 3 agents, and why 2 cannot do.
+NEEDS_THREE_AGENTS = {
+    # the vertex enumeration covered every vertex with 2 agents (checked below)
+    "theorem3-sketch": "exhaustive",
+    # with 2 agents, S = {i} leaves mu_-S a single marginal, so mu_S^(x) x mu_-S = mu^(x) and
+    # TV(pi_S x mu_-S, mu) <= TV_i + kappa: Lemma 2's own argument proves the claim for n <= 2
+    "lemma2-conditional": "proof",
+}
+
+
 def test_counterexamples_are_minimal_in_size():
-    """Every stored counterexample has at most 2 states and 2 agents (the shrinking step's result), or, with
-    more agents, the vertex enumeration found no violation at any smaller size it covered exhaustively."""
+    """Every stored counterexample has at most 2 states and 2 agents (the shrinking step's result), or 3 agents
+    where 2 cannot violate the claim: the vertex enumeration found no violation at any smaller size, all
+    covered exhaustively, or an argument (``NEEDS_THREE_AGENTS``) rules 2 agents out."""
     record = search.load_record()["vertices"]
     for name in FAILING:
         data = json.loads(audit.counterexample_path(BY_NAME[name]).read_text())["exact"]
         states, agents, _, _ = search.size_key(data)
-        assert states <= 2, (name, states)
+        assert states <= 2 and agents <= 3, (name, states, agents)
         if agents > 2:
+            assert name in NEEDS_THREE_AGENTS, name
+        if NEEDS_THREE_AGENTS.get(name) == "exhaustive":
             smaller = [entry for size, entry in record[name].items() if vertices.vertex_sizes(size)[1] < agents]
             assert smaller and all(entry["exhaustive"] and not entry["violated"] for entry in smaller), name
 
@@ -191,7 +204,16 @@ def test_audit_statuses():
             assert report.status == "searched", claim.name
             assert "vertices: all at" in report.how and "continuous:" in report.how, report.how
     assert {reports[name].status for name in ("theorem1", "theorem2", "theorem3")} == {"proved-trivially"}
-    assert reports["lemma2-conditional"].status == "searched"
+    assert reports["lemma2-conditional"].status == "fails"
+    assert reports["lemma2-conditional-corrected"].status == "proved"
+
+
+def test_coverage_says_how_far_the_searches_went():
+    """What a searched claim's row says: the vertex sizes (all or sampled) and the continuous search."""
+    record = search.load_record()
+    text = audit.coverage(BY_NAME["lemma1"], record)
+    assert text.startswith("vertices: all at 1x2x2") and "sampled at 2x4x2" in text and "continuous:" in text
+    assert audit.coverage(BY_NAME["lemma1"], {}) == "not searched"
 
 
 def test_the_readme_table_is_the_generated_one():
@@ -225,7 +247,7 @@ def test_cli_table(capsys):
     assert audit.main(["--examples", "2"]) == 0
     table = capsys.readouterr().out
     assert "Lemma 1" in table and "fails" in table and "proved-trivially" in table and "how it is known" in table
-    assert "searched" in table and "vertices: all at" in table
+    assert "proof using eq20, eq22, eq24, eq29" in table
 
 
 def test_cli_refuses_an_unknown_claim(capsys):
