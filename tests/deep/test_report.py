@@ -43,7 +43,8 @@ def runs_dir(tmp_path_factory) -> Path:
     """12 tiny real runs in deep.sweep's layout: spacql, icql-qs, cfcql x CN random, expert x seeds 0, 1."""
     root = tmp_path_factory.mktemp("report")
     for quality in ("random", "expert"):
-        write_tiny_dataset(root / "data", quality=quality)
+        for seed in (0, 1):  # each run trains on the dataset of its own seed
+            write_tiny_dataset(root / "data", quality=quality, seed=seed)
     config = SweepConfig(
         algos=ALGOS,
         datasets=("random", "expert"),
