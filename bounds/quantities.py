@@ -153,6 +153,14 @@ def tv(p: np.ndarray, q: np.ndarray, event_dims: int = 1):
     return abs(p - q).sum(axis=tuple(range(-event_dims, 0))) / 2
 
 
+def joint_product(factors) -> np.ndarray:
+    """``prod_i phi_i(a_i | s)`` [*B, S, J] of factors [*B, S, A_i] (C order over the agents)."""
+    out = factors[0]
+    for factor in factors[1:]:
+        out = (out[..., :, :, None] * factor[..., :, None, :]).reshape(*out.shape[:-1], -1)
+    return out
+
+
 def with_trailing_axes(x, k: int):
     """``x`` with ``k`` unit axes appended (a batch scalar [*B] made to broadcast over [*B, ...])."""
     return x if np.ndim(x) == 0 else np.reshape(x, np.shape(x) + (1,) * k)
@@ -181,10 +189,7 @@ class Quantities:
 
     def joint(self, factors) -> np.ndarray:
         """``prod_i phi_i(a_i | s)`` as [*B, S, J] (C order over the agents)."""
-        out = factors[0]
-        for factor in factors[1:]:
-            out = (out[..., :, :, None] * factor[..., :, None, :]).reshape(*out.shape[:-1], -1)
-        return out
+        return joint_product(factors)
 
     def _agent_axis(self, i: int) -> int:
         """The axis of agent ``i``'s action in a joint table reshaped to [*B, S, A_1, ..., A_n]."""

@@ -80,15 +80,21 @@ SIZE_WEIGHTS = np.array([1.0 / np.sqrt(S * prod(sizes)) for S, sizes in SIZES])
 SIZE_WEIGHTS = SIZE_WEIGHTS / SIZE_WEIGHTS.sum()
 
 
-def score(lhs: float, rhs: float, equality: bool) -> float:
-    """What the search maximizes: ``lhs / rhs`` (``lhs - rhs`` for an identity, or below RATIO_FLOOR)."""
+def scores(lhs, rhs, equality: bool) -> np.ndarray:
+    """What the searches maximize, elementwise: ``lhs / rhs`` (``lhs - rhs`` for an identity, or below
+    RATIO_FLOOR, where a ratio would measure round-off; 0 when both sides vanish)."""
+    lhs, rhs = np.broadcast_arrays(np.asarray(lhs, dtype=float), np.asarray(rhs, dtype=float))
     if equality:
-        return float(lhs - rhs)
-    if rhs > RATIO_FLOOR:
-        return float(lhs / rhs)
-    if lhs <= RATIO_FLOOR:
-        return 0.0  # both sides vanish: the instance says nothing about the constant
-    return 1.0 + float(lhs - rhs) / RATIO_FLOOR
+        return lhs - rhs
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = lhs / np.where(rhs > RATIO_FLOOR, rhs, 1.0)
+    small = np.where(lhs <= RATIO_FLOOR, 0.0, 1.0 + (lhs - rhs) / RATIO_FLOOR)
+    return np.where(rhs > RATIO_FLOOR, ratio, small)
+
+
+def score(lhs: float, rhs: float, equality: bool) -> float:
+    """:func:`scores` of one instance."""
+    return float(scores(lhs, rhs, equality))
 
 
 def violated(lhs: float, rhs: float) -> bool:
@@ -629,7 +635,8 @@ def store_counterexample(
 # --- the whole search: every claim, a record in the repo -----------------------------------------
 
 
-def _json_number(x: float):
+def json_number(x: float):
+    """A float for JSON: ``None`` for NaN, ``"inf"`` / ``"-inf"`` for infinities."""
     if x is None or (isinstance(x, float) and np.isnan(x)):
         return None
     return float(x) if np.isfinite(x) else ("inf" if x > 0 else "-inf")
@@ -646,10 +653,10 @@ def _summary(claim: Claim, best: Best, starts: int, evaluations: int) -> dict:
     return {
         "starts": starts,
         "evaluations": evaluations,
-        "worst_ratio": _json_number(_ratio(best.lhs, best.rhs, claim.equality)) if best.layout else None,
-        "worst_excess": _json_number(best.lhs - best.rhs) if best.layout else None,
-        "lhs": _json_number(best.lhs),
-        "rhs": _json_number(best.rhs),
+        "worst_ratio": json_number(_ratio(best.lhs, best.rhs, claim.equality)) if best.layout else None,
+        "worst_excess": json_number(best.lhs - best.rhs) if best.layout else None,
+        "lhs": json_number(best.lhs),
+        "rhs": json_number(best.rhs),
         "family": best.family,
         "start": best.start,
         "size": size,
@@ -657,7 +664,8 @@ def _summary(claim: Claim, best: Best, starts: int, evaluations: int) -> dict:
     }
 
 
-def _relative(path: Path) -> str:
+def repo_relative(path: Path) -> str:
+    """``path`` relative to the repository root (as the record stores it), or as it is outside it."""
     try:
         return str(path.relative_to(PACKAGE_DIR.parent))
     except ValueError:
@@ -673,7 +681,7 @@ def _save_worst(claim: Claim, best: Best, worst_dir: Path, suffix: str = "") -> 
         f"lhs = {best.lhs:.6g}, rhs = {best.rhs:.6g}, family {best.family}, start {best.start}."
     )
     write_json(path, {"note": note, "claim": claim.name, "instance": best.instance().to_json()})
-    return _relative(path)
+    return repo_relative(path)
 
 
 def _smaller_first(size) -> tuple:
@@ -701,7 +709,7 @@ def _shrink_and_store(claim: Claim, best: Best, seed: int, counterexample_dir: P
         if found is not None:
             data, lhs, rhs = found
             path = store_counterexample(claim, data, lhs, rhs, f"start {start}", counterexample_dir, inside)
-            return _relative(path)
+            return repo_relative(path)
     return None
 
 
@@ -768,7 +776,7 @@ def _move_worst(entry: dict, staging: Path, worst_dir: Path) -> None:
             target = worst_dir / source.name
             if source.is_file():
                 os.replace(source, target)
-            part["worst_instance"] = _relative(target)
+            part["worst_instance"] = repo_relative(target)
 
 
 def _drop_worst(entry: dict, staging: Path) -> None:

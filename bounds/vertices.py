@@ -52,10 +52,10 @@ from fractions import Fraction
 import numpy as np
 from scipy.optimize import minimize_scalar
 
+from . import search
 from .claims import CORRELATED, Claim
-from .lemmas import ROUNDOFF
-from .quantities import Problem, Quantities
-from .search import GAMMA_MAX, RATIO_FLOOR
+from .quantities import Problem, Quantities, joint_product
+from .search import GAMMA_MAX, scores
 
 #: The grid of gamma every vertex is evaluated on (small gammas included: first-order effects live there).
 GAMMAS = (0.001, 0.01, 0.03, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
@@ -69,16 +69,17 @@ DEFAULT_SIZES = ((1, 2, 2), (1, 3, 2), (2, 2, 2), (1, 2, 3), (2, 3, 2), (3, 2, 2
 #: ... and, for the claims that do not read the rewards (no Q*, so only the played rows of P), more agents.
 MORE_AGENTS = ((2, 4, 2), (2, 5, 2))
 
-
-def default_sizes(claim: Claim) -> tuple[tuple[int, int, int], ...]:
-    """The sizes ``--vertices`` enumerates for ``claim`` by default."""
-    return DEFAULT_SIZES if "rewards" in claim.reads else DEFAULT_SIZES + MORE_AGENTS
 #: Up to this many reduced vertices (per group of claims, size and behavior) all are evaluated ...
 MAX_VERTICES = 10_000_000
 #: ... above it a uniform sample of this many.
 SAMPLE_VERTICES = 200_000
 #: Float entries of one evaluated batch (vertices x gammas x the largest table a claim builds).
 BATCH_ENTRIES = 4_000_000
+
+
+def default_sizes(claim: Claim) -> tuple[tuple[int, int, int], ...]:
+    """The sizes ``--vertices`` enumerates for ``claim`` by default."""
+    return DEFAULT_SIZES if "rewards" in claim.reads else DEFAULT_SIZES + MORE_AGENTS
 
 
 @dataclass(frozen=True)
@@ -280,7 +281,7 @@ class Space:
         for i, support in enumerate(self.mu_support()):
             factors[i][:, list(support)] = 1.0 / len(support)
         if self.claim.behavior == CORRELATED:
-            return None, _product(factors, S)
+            return None, joint_product(factors)
         return tuple(factors), None
 
     def exact_json(self, skeleton: Skeleton, index: int, gamma: Fraction) -> dict:
@@ -332,30 +333,6 @@ def _point_masses(choices, size: int) -> np.ndarray:
     out = np.zeros((len(choices), size))
     out[np.arange(len(choices)), list(choices)] = 1.0
     return out
-
-
-def _product(factors, n_states: int) -> np.ndarray:
-    out = factors[0]
-    for factor in factors[1:]:
-        out = (out[:, :, None] * factor[:, None, :]).reshape(n_states, -1)
-    return out
-
-
-def scores(lhs: np.ndarray, rhs: np.ndarray, equality: bool) -> np.ndarray:
-    """:func:`bounds.search.score` on arrays."""
-    lhs, rhs = np.broadcast_arrays(np.asarray(lhs, dtype=float), np.asarray(rhs, dtype=float))
-    if equality:
-        return lhs - rhs
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(rhs > RATIO_FLOOR, lhs / np.where(rhs > RATIO_FLOOR, rhs, 1.0), 0.0)
-    small = np.where(lhs <= RATIO_FLOOR, 0.0, 1.0 + (lhs - rhs) / RATIO_FLOOR)
-    return np.where(rhs > RATIO_FLOOR, ratio, small)
-
-
-def violated(lhs, rhs) -> np.ndarray:
-    """:func:`bounds.search.violated` on arrays."""
-    lhs, rhs = np.asarray(lhs, dtype=float), np.asarray(rhs, dtype=float)
-    return lhs > rhs + ROUNDOFF * (1.0 + np.abs(rhs))
 
 
 # --- one claim at one size -----------------------------------------------------------------------
@@ -521,8 +498,6 @@ def climb_from_vertex(space: Space, found: Found, gamma: Fraction, budget: int =
     ``log max(p, 1e-4)`` (a point mass keeps ``1 - O(1e-4)``). Returns the best point seen,
     ``(score, lhs, rhs, instance)``, or None when the climb saw nothing finite.
     """
-    from . import search
-
     claim = space.claim
     layout = search.layout_for(claim, space.n_states, space.action_sizes)
     problem = space.problems(found.skeleton, np.array([found.index]), [float(gamma)])
@@ -609,7 +584,7 @@ def search_size(
         if refined:
             value, gamma, lhs, rhs, space, _ = refined[0]
             entry.update(
-                worst_ratio=_finite(value),
+                worst_ratio=search.json_number(value),
                 worst_gamma=str(gamma),
                 worst_lhs=str(lhs),
                 worst_rhs=str(rhs),
@@ -626,10 +601,6 @@ def groups(claims: list[Claim]) -> list[list[Claim]]:
     for claim in claims:
         by_key.setdefault((claim.reads, claim.behavior, claim.agent_symmetric), []).append(claim)
     return list(by_key.values())
-
-
-def _finite(x: float):
-    return float(x) if np.isfinite(x) else ("inf" if x > 0 else "-inf")
 
 
 def _big(n: int):
@@ -676,7 +647,6 @@ def run_vertices(
     A new entry replaces a recorded one only when it covers at least as much (:func:`covers_as_much`) or with
     ``replace``; otherwise the recorded entry stays and ``notes`` says so.
     """
-    from . import search
     from .instances import COUNTEREXAMPLE_DIR
 
     record_path = search.RECORD_PATH if record_path is None else record_path
@@ -711,11 +681,11 @@ def run_vertices(
                     if search.satisfies_assumptions(claim, data):
                         origin = f"vertex enumeration, size {name}, behavior {space.mu_kind}"
                         path = search.store_counterexample(claim, data, lhs, rhs, origin, counterexample_dir)
-                        entry["counterexample"] = search._relative(path)
+                        entry["counterexample"] = search.repo_relative(path)
                 else:
                     # a violation may sit just inside the best vertex: climb from there, verify exactly
                     climbed = climb_from_vertex(space, found, gamma)
-                    entry["climb_worst"] = None if climbed is None else _finite(float(climbed[0]))
+                    entry["climb_worst"] = None if climbed is None else search.json_number(float(climbed[0]))
                     if climbed is not None and search.violated(climbed[1], climbed[2]):
                         exact = search.exact_counterexample(claim, climbed[3])
                         if exact is not None:
@@ -724,7 +694,7 @@ def run_vertices(
                             path = search.store_counterexample(
                                 claim, data, exact_lhs, exact_rhs, origin, counterexample_dir
                             )
-                            entry.update(violated=True, counterexample=search._relative(path))
+                            entry.update(violated=True, counterexample=search.repo_relative(path))
                 old = vertices.get(claim_name, {}).get(name)
                 if replace or covers_as_much(entry, old):
                     vertices.setdefault(claim_name, {})[name] = entry
