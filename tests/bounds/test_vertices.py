@@ -192,7 +192,7 @@ def _brute_force_best(group: list[Claim], n_states: int, n_agents: int, n_action
             for member in group:
                 with np.errstate(all="ignore"):
                     lhs, rhs = member.evaluate(quantities)
-                score = vertices.scores(lhs, rhs, member.equality)
+                score = search.scores(lhs, rhs, member.equality)
                 worst = float(np.max(np.where(np.isfinite(score), score, -np.inf)))
                 best[member.name] = max(best[member.name], worst)
     return best
@@ -243,7 +243,7 @@ def test_the_exact_gamma_refinement_reaches_a_fine_grid():
         grid = np.linspace(0.0, search.GAMMA_MAX, 2000)
         with np.errstate(all="ignore"):
             sides = claim.evaluate(Quantities(space.problems(found.skeleton, np.array([found.index]), grid)))
-        assert value >= float(np.max(vertices.scores(*sides, claim.equality))) - 1e-9
+        assert value >= float(np.max(search.scores(*sides, claim.equality))) - 1e-9
         assert value == pytest.approx(float(lhs / rhs) if rhs else 0.0, rel=1e-15)
 
 
